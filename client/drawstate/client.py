@@ -1,0 +1,299 @@
+"""The blocking client a game process uses to talk to its local drawstate daemon.
+
+One Unix socket per Client, guarded by a lock so threads can share it. A broken
+connection is reopened and the call sent once more: every op is safe to repeat
+(saves carry a token the daemon deduplicates on; rollback and complete leave a
+tombstone that answers a repeat the same way).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from drawstate.errors import DrawStateCorrupted, InternalError, SidecarUnavailable, error_from_wire
+from drawstate.limits import DEFAULT_LIMITS, MAX_FRAME_BYTES, Limits
+from drawstate.model import DrawState, InvalidState
+from drawstate.paths import default_socket_path
+from drawstate.protocol import FrameBuffer, FrameError, decode_body, encode_frame
+
+DEFAULT_TIMEOUT_S = 1.0
+_RECV_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    version: int
+    ttl_s: int
+    #: Replicas that acknowledged the write (only for durability "replicated").
+    replicas: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackResult:
+    """What a rollback removed: refund from `state`; `cleanup` is "done" or "deferred"."""
+
+    state: DrawState | None
+    cleanup: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    lock_key: str
+    operation_id: str
+    completed_count: int
+    total_count: int
+    version: int
+    last_update_time: int
+    age_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPage:
+    items: list[PendingItem]
+    #: Pass back to get the next page; None when the listing is done.
+    cursor: str | None
+
+
+class Client:
+    """Blocking, thread-safe client; `timeout` bounds each call end to end."""
+
+    def __init__(
+        self,
+        socket_path: str | Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+    ) -> None:
+        self.socket_path = str(socket_path or default_socket_path())
+        self.timeout = timeout
+        self.limits = limits
+        self._max_frame_bytes = max_frame_bytes
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._frames = FrameBuffer(max_frame_bytes)
+        self._ids = itertools.count(1)
+
+    # --- public API ------------------------------------------------------------
+
+    def ping(self, *, timeout: float | None = None) -> dict[str, Any]:
+        return self._call({"op": "ping"}, timeout)
+
+    def save(
+        self,
+        state: DrawState | Mapping[str, Any],
+        *,
+        expect_version: int | None = None,
+        ttl_s: int | None = None,
+        token: str | None = None,
+        durability: str | None = None,
+        timeout: float | None = None,
+    ) -> SaveResult:
+        """Save `state`; a DrawState passed in gets its new `version` set."""
+        data = state.to_dict() if isinstance(state, DrawState) else dict(state)
+        data.pop("version", None)
+        self._check(data)
+        request: dict[str, Any] = {
+            "op": "save",
+            "state": data,
+            "token": token or secrets.token_hex(8),
+        }
+        if expect_version is not None:
+            request["expect_version"] = expect_version
+        if ttl_s is not None:
+            request["ttl_s"] = ttl_s
+        if durability is not None:
+            request["durability"] = durability
+        reply = self._call(request, timeout)
+        if isinstance(state, DrawState):
+            state.version = reply["version"]
+        return SaveResult(reply["version"], reply["ttl_s"], reply.get("replicas"))
+
+    def load(
+        self, lock_key: str, operation_id: str | None = None, *, timeout: float | None = None
+    ) -> DrawState | None:
+        """The state of one operation, or the newest live one of `lock_key`; None if there is none."""
+        request: dict[str, Any] = {"op": "load", "lock_key": lock_key}
+        if operation_id is not None:
+            request["operation_id"] = operation_id
+        return self._state(self._call(request, timeout).get("state"))
+
+    def rollback(
+        self,
+        state_or_lock_key: DrawState | Mapping[str, Any] | str,
+        operation_id: str | None = None,
+        *,
+        reason: str | None = None,
+        timeout: float | None = None,
+    ) -> RollbackResult:
+        """Remove the operation and return what had been granted, for the refund."""
+        request: dict[str, Any] = {"op": "rollback"}
+        if isinstance(state_or_lock_key, str):
+            request["lock_key"] = state_or_lock_key
+            request["operation_id"] = operation_id
+        else:
+            data = (
+                state_or_lock_key.to_dict()
+                if isinstance(state_or_lock_key, DrawState)
+                else dict(state_or_lock_key)
+            )
+            self._check(data)
+            request["state"] = data
+        if reason is not None:
+            request["reason"] = reason
+        reply = self._call(request, timeout)
+        return RollbackResult(self._state(reply.get("state")), reply["cleanup"])
+
+    def complete(self, lock_key: str, operation_id: str, *, timeout: float | None = None) -> bool:
+        """Remove a finished operation; True if it still existed."""
+        reply = self._call({"op": "complete", "lock_key": lock_key, "operation_id": operation_id}, timeout)
+        return bool(reply["existed"])
+
+    def pending(
+        self,
+        lock_key: str | None = None,
+        *,
+        older_than_s: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        timeout: float | None = None,
+    ) -> PendingPage:
+        """One page of live (interrupted or running) operations."""
+        request: dict[str, Any] = {"op": "pending"}
+        for key, value in (
+            ("lock_key", lock_key),
+            ("older_than_s", older_than_s),
+            ("limit", limit),
+            ("cursor", cursor),
+        ):
+            if value is not None:
+                request[key] = value
+        reply = self._call(request, timeout)
+        items = [PendingItem(**item) for item in reply["items"]]
+        return PendingPage(items, reply.get("cursor"))
+
+    def iter_pending(
+        self, lock_key: str | None = None, *, older_than_s: int | None = None, limit: int = 100
+    ) -> Iterator[PendingItem]:
+        """Every pending operation, page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.pending(lock_key, older_than_s=older_than_s, limit=limit, cursor=cursor)
+            yield from page.items
+            if page.cursor is None:
+                return
+            cursor = page.cursor
+
+    def stats(self, *, timeout: float | None = None) -> dict[str, Any]:
+        return self._call({"op": "stats"}, timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            self._disconnect()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- plumbing ----------------------------------------------------------------
+
+    def _check(self, data: Mapping[str, Any]) -> None:
+        try:
+            DrawState.from_dict(data, self.limits)
+        except InvalidState as exc:
+            raise DrawStateCorrupted(str(exc)) from exc
+
+    def _state(self, data: Any) -> DrawState | None:
+        if data is None:
+            return None
+        try:
+            return DrawState.from_dict(data, self.limits)
+        except (InvalidState, TypeError) as exc:
+            raise DrawStateCorrupted(f"daemon returned an invalid state: {exc}") from exc
+
+    def _call(self, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        with self._lock:
+            # A fresh connection gets the request once more: every op is idempotent.
+            for attempt in (1, 2):
+                fresh = self._sock is None
+                try:
+                    reply = self._round_trip(request, deadline)
+                    break
+                except (ConnectionError, BrokenPipeError) as exc:
+                    self._disconnect()
+                    if attempt == 2 or fresh or time.monotonic() >= deadline:
+                        raise SidecarUnavailable(f"connection to {self.socket_path} lost: {exc}") from exc
+        if reply.get("ok"):
+            return reply
+        error = reply.get("error")
+        if not isinstance(error, dict):
+            raise InternalError(f"malformed reply from daemon: {reply!r:.200}")
+        raise error_from_wire(error)
+
+    def _round_trip(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
+        sock = self._connect(deadline)
+        request_id = next(self._ids)
+        request["id"] = request_id
+        request["deadline_ms"] = max(1, int((deadline - time.monotonic()) * 1000))
+        try:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            sock.sendall(encode_frame(request))
+            while True:
+                for body in self._frames.frames():
+                    reply = decode_body(body)
+                    if isinstance(reply, dict) and reply.get("id") == request_id:
+                        return reply
+                    if isinstance(reply, dict) and reply.get("id") is None and not reply.get("ok"):
+                        return reply  # the daemon could not read our id (e.g. frame too large)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                sock.settimeout(remaining)
+                chunk = sock.recv(_RECV_CHUNK)
+                if not chunk:
+                    raise ConnectionResetError("daemon closed the connection")
+                self._frames.feed(chunk)
+        except TimeoutError as exc:
+            # A late reply would arrive out of step with the next call: drop the connection.
+            self._disconnect()
+            raise SidecarUnavailable(f"no reply from {self.socket_path} within the call timeout") from exc
+        except FrameError as exc:
+            self._disconnect()
+            raise InternalError(f"bad frame from daemon: {exc}") from exc
+
+    def _connect(self, deadline: float) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            sock.connect(self.socket_path)
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            raise SidecarUnavailable(f"cannot reach drawstate daemon at {self.socket_path}: {exc}") from exc
+        self._sock = sock
+        self._frames = FrameBuffer(self._max_frame_bytes)
+        return sock
+
+    def _disconnect(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None

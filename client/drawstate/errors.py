@@ -1,0 +1,129 @@
+"""The client's exception hierarchy: one class per wire error code, all under DrawStateError.
+
+A game catches `DrawStateError` and branches on `.retryable`, or catches the
+precise class (`VersionConflict`, `OperationClosed`, ...) where the flow differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DrawStateError(Exception):
+    """Base of every drawstate failure; `code` is the wire code, `retryable` says if a retry may help."""
+
+    code: ClassVar[str] = "internal"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str = "", *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        #: Extra fields the daemon sent with the error (e.g. `stored_version`).
+        self.details: dict[str, Any] = details or {}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class InvalidRequest(DrawStateError):
+    code = "invalid_request"
+
+
+class DrawStateCorrupted(DrawStateError):
+    """A state broke a DrawState rule: sent by the caller, or found so in Redis."""
+
+    code = "draw_state_corrupted"
+
+
+class VersionConflict(DrawStateError):
+    """`expect_version` did not match: another process saved first."""
+
+    code = "version_conflict"
+
+
+class StaleState(DrawStateError):
+    """The save would move progress backwards or rewrite draws already recorded."""
+
+    code = "stale_state"
+
+
+class OperationClosed(DrawStateError):
+    """The operation was rolled back or completed; it can never be saved again."""
+
+    code = "operation_closed"
+
+
+class NotFound(DrawStateError):
+    code = "not_found"
+
+
+class RedisUnavailable(DrawStateError):
+    code = "redis_unavailable"
+    retryable = True
+
+
+class DeadlineExceeded(DrawStateError):
+    code = "deadline_exceeded"
+    retryable = True
+
+
+class Overloaded(DrawStateError):
+    code = "overloaded"
+    retryable = True
+
+
+class DurabilityNotMet(DrawStateError):
+    code = "durability_not_met"
+    retryable = True
+
+
+class FrameTooLarge(DrawStateError):
+    code = "frame_too_large"
+
+
+class InternalError(DrawStateError):
+    code = "internal"
+
+
+class SidecarUnavailable(DrawStateError):
+    """The daemon could not be reached (client side only): no socket, refused, or timed out."""
+
+    code = "sidecar_unavailable"
+    retryable = True
+
+
+ERROR_CLASSES: dict[str, type[DrawStateError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidRequest,
+        DrawStateCorrupted,
+        VersionConflict,
+        StaleState,
+        OperationClosed,
+        NotFound,
+        RedisUnavailable,
+        DeadlineExceeded,
+        Overloaded,
+        DurabilityNotMet,
+        FrameTooLarge,
+        InternalError,
+        SidecarUnavailable,
+    )
+}
+
+#: Wire code → retryable, the single source both sides use.
+RETRYABLE: dict[str, bool] = {code: cls.retryable for code, cls in ERROR_CLASSES.items()}
+
+
+def error_from_wire(error: dict[str, Any]) -> DrawStateError:
+    """Build the typed exception for an error map from a reply."""
+    code = str(error.get("code", "internal"))
+    message = str(error.get("message", ""))
+    details = {k: v for k, v in error.items() if k not in ("code", "message", "retryable")}
+    cls = ERROR_CLASSES.get(code)
+    if cls is None:
+        exc = DrawStateError(message, details=details)
+        exc.code = code  # type: ignore[misc]  # an unknown future code keeps its name
+        exc.retryable = bool(error.get("retryable", False))  # type: ignore[misc]
+        return exc
+    return cls(message, details=details)

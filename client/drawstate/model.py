@@ -1,0 +1,296 @@
+"""The DrawState of one multi-draw operation, its parts (Prize, DrawError) and their rules.
+
+Field names and the dict layout follow the original lottery engine's JSON, so a
+state written by either side reads on the other. Validation works on the plain
+dict form (what msgpack and JSON decode to), so the daemon can check a state
+without building objects; the dataclasses are the friendly face for game code.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from drawstate.limits import DEFAULT_LIMITS, INT64_MAX, INT64_MIN, Limits
+
+OPERATION_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
+_STATE_FIELDS = frozenset(
+    {
+        "lock_key",
+        "operation_id",
+        "total_count",
+        "completed_count",
+        "results",
+        "prize_results",
+        "errors",
+        "start_time",
+        "last_update_time",
+        "version",
+        "metadata",
+    }
+)
+_PRIZE_FIELDS = frozenset({"id", "name", "probability", "value"})
+_ERROR_FIELDS = frozenset({"draw_index", "error_message", "timestamp"})
+
+
+class InvalidState(ValueError):
+    """A DrawState rule was broken; `path` names the offending field."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def new_operation_id(now: float | None = None) -> str:
+    """Make an operation id `YYYYMMDD_HHMMSS_<8 hex>` (UTC), unique enough per lock key."""
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}_{secrets.token_hex(4)}"
+
+
+# --- rule checks on the dict form -------------------------------------------------
+
+
+def _int(data: Mapping[str, Any], key: str, path: str, low: int, high: int) -> int:
+    value = data.get(key)
+    # bool is an int in Python, never in the contract.
+    if type(value) is not int:
+        raise InvalidState(f"{path}{key}", f"must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidState(f"{path}{key}", f"must be in [{low}, {high}], got {value}")
+    return value
+
+
+def _str(data: Mapping[str, Any], key: str, path: str, max_chars: int, *, empty: bool) -> str:
+    value = data.get(key)
+    if type(value) is not str:
+        raise InvalidState(f"{path}{key}", f"must be a string, got {type(value).__name__}")
+    if not empty and not value:
+        raise InvalidState(f"{path}{key}", "must not be empty")
+    if len(value) > max_chars:
+        raise InvalidState(f"{path}{key}", f"longer than {max_chars} characters")
+    return value
+
+
+def _list(data: Mapping[str, Any], key: str) -> Sequence[Any]:
+    value = data.get(key)
+    if value is None:
+        return ()
+    if type(value) not in (list, tuple):
+        raise InvalidState(key, f"must be a list, got {type(value).__name__}")
+    return value  # type: ignore[no-any-return]
+
+
+def _only(data: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
+    extra = data.keys() - allowed
+    if extra:
+        raise InvalidState(path or "state", f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
+
+
+def check_lock_key(value: object, limits: Limits = DEFAULT_LIMITS) -> str:
+    """A lock key is 1..max printable characters without `{` or `}` (it is a Redis hash tag)."""
+    if type(value) is not str or not value:
+        raise InvalidState("lock_key", "must be a non-empty string")
+    if len(value) > limits.max_lock_key_chars:
+        raise InvalidState("lock_key", f"longer than {limits.max_lock_key_chars} characters")
+    if not value.isprintable() or "{" in value or "}" in value:
+        raise InvalidState("lock_key", "must be printable and contain no '{' or '}'")
+    return value
+
+
+def check_operation_id(value: object, limits: Limits = DEFAULT_LIMITS) -> str:
+    """An operation id is 1..max characters of [A-Za-z0-9_-]."""
+    if type(value) is not str or not value:
+        raise InvalidState("operation_id", "must be a non-empty string")
+    if len(value) > limits.max_operation_id_chars:
+        raise InvalidState("operation_id", f"longer than {limits.max_operation_id_chars} characters")
+    if not OPERATION_ID_RE.fullmatch(value):
+        raise InvalidState("operation_id", "may hold only A-Z a-z 0-9 _ -")
+    return value
+
+
+def _check_prize(item: Any, path: str, limits: Limits) -> None:
+    if not isinstance(item, Mapping):
+        raise InvalidState(path, "must be a map")
+    _only(item, _PRIZE_FIELDS, path)
+    _str(item, "id", path + ".", limits.max_prize_text_chars, empty=False)
+    _str(item, "name", path + ".", limits.max_prize_text_chars, empty=True)
+    probability = item.get("probability")
+    if type(probability) is int:
+        probability = float(probability)
+    if type(probability) is not float or not 0.0 <= probability <= 1.0:
+        raise InvalidState(path + ".probability", "must be a number in [0, 1]")
+    _int(item, "value", path + ".", INT64_MIN, INT64_MAX)
+
+
+def _check_error(item: Any, path: str, total: int, limits: Limits) -> None:
+    if not isinstance(item, Mapping):
+        raise InvalidState(path, "must be a map")
+    _only(item, _ERROR_FIELDS, path)
+    _int(item, "draw_index", path + ".", 1, total)
+    _str(item, "error_message", path + ".", limits.max_error_message_chars, empty=True)
+    _int(item, "timestamp", path + ".", 0, INT64_MAX)
+
+
+def _check_metadata(value: Any, limits: Limits) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise InvalidState("metadata", "must be a map of string to string")
+    if len(value) > limits.max_metadata_entries:
+        raise InvalidState("metadata", f"more than {limits.max_metadata_entries} entries")
+    for key, item in value.items():
+        if type(key) is not str or not key or len(key) > limits.max_metadata_key_chars:
+            raise InvalidState("metadata", f"keys must be 1..{limits.max_metadata_key_chars} chars")
+        if type(item) is not str or len(item) > limits.max_metadata_value_chars:
+            raise InvalidState(
+                f"metadata.{key}",
+                f"must be a string of at most {limits.max_metadata_value_chars} chars",
+            )
+
+
+def check_state(data: object, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Raise InvalidState unless `data` (the dict form) obeys every DrawState rule."""
+    if not isinstance(data, Mapping):
+        raise InvalidState("state", f"must be a map, got {type(data).__name__}")
+    _only(data, _STATE_FIELDS, "")
+    check_lock_key(data.get("lock_key"), limits)
+    check_operation_id(data.get("operation_id"), limits)
+    total = _int(data, "total_count", "", 1, limits.max_total)
+    completed = _int(data, "completed_count", "", 0, total)
+    results = _list(data, "results")
+    prizes = _list(data, "prize_results")
+    errors = _list(data, "errors")
+    if len(results) > completed:
+        raise InvalidState("results", f"{len(results)} results but completed_count is {completed}")
+    if len(prizes) > completed:
+        raise InvalidState("prize_results", f"{len(prizes)} prizes but completed_count is {completed}")
+    if completed + len(errors) > total:
+        raise InvalidState("errors", f"completed_count + {len(errors)} errors exceeds total_count")
+    for i, result in enumerate(results):
+        if type(result) is not int or not INT64_MIN <= result <= INT64_MAX:
+            raise InvalidState(f"results[{i}]", "must be a 64-bit integer")
+    for i, prize in enumerate(prizes):
+        _check_prize(prize, f"prize_results[{i}]", limits)
+    for i, error in enumerate(errors):
+        _check_error(error, f"errors[{i}]", total, limits)
+    start = _int(data, "start_time", "", 1, INT64_MAX)
+    _int(data, "last_update_time", "", start, INT64_MAX)
+    if data.get("version") is not None:
+        _int(data, "version", "", 0, INT64_MAX)
+    _check_metadata(data.get("metadata"), limits)
+
+
+# --- the dataclasses -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Prize:
+    """One prize drawn: what the player got, for display and for refunds."""
+
+    id: str
+    name: str = ""
+    probability: float = 0.0
+    value: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "probability": self.probability,
+            "value": self.value,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DrawError:
+    """A draw that failed; it counts against total_count but granted nothing."""
+
+    draw_index: int
+    error_message: str
+    timestamp: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "draw_index": self.draw_index,
+            "error_message": self.error_message,
+            "timestamp": self.timestamp,
+        }
+
+
+@dataclass(slots=True)
+class DrawState:
+    """Progress of one multi-draw operation; `version` is set by the daemon on each save."""
+
+    lock_key: str
+    operation_id: str
+    total_count: int
+    completed_count: int = 0
+    results: list[int] = field(default_factory=list)
+    prize_results: list[Prize] = field(default_factory=list)
+    errors: list[DrawError] = field(default_factory=list)
+    start_time: int = 0
+    last_update_time: int = 0
+    version: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire/JSON form; empty lists and metadata are omitted, as Go's omitempty does."""
+        data: dict[str, Any] = {
+            "lock_key": self.lock_key,
+            "operation_id": self.operation_id,
+            "total_count": self.total_count,
+            "completed_count": self.completed_count,
+        }
+        if self.results:
+            data["results"] = list(self.results)
+        if self.prize_results:
+            data["prize_results"] = [prize.to_dict() for prize in self.prize_results]
+        if self.errors:
+            data["errors"] = [error.to_dict() for error in self.errors]
+        data["start_time"] = self.start_time
+        data["last_update_time"] = self.last_update_time
+        data["version"] = self.version
+        if self.metadata:
+            data["metadata"] = dict(self.metadata)
+        return data
+
+    def validate(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        check_state(self.to_dict(), limits)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> DrawState:
+        """Build a state from its dict form, enforcing every rule (raises InvalidState)."""
+        check_state(data, limits)
+        return cls(
+            lock_key=data["lock_key"],
+            operation_id=data["operation_id"],
+            total_count=data["total_count"],
+            completed_count=data["completed_count"],
+            results=list(data.get("results") or ()),
+            prize_results=[
+                Prize(p["id"], p.get("name", ""), float(p.get("probability", 0.0)), p.get("value", 0))
+                for p in data.get("prize_results") or ()
+            ],
+            errors=[
+                DrawError(e["draw_index"], e.get("error_message", ""), e["timestamp"])
+                for e in data.get("errors") or ()
+            ],
+            start_time=data["start_time"],
+            last_update_time=data["last_update_time"],
+            version=data.get("version") or 0,
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+    @property
+    def next_draw_index(self) -> int:
+        """1-based index of the draw that comes next (draws and failed draws both count)."""
+        return self.completed_count + len(self.errors) + 1
+
+    @property
+    def finished(self) -> bool:
+        return self.completed_count + len(self.errors) >= self.total_count
