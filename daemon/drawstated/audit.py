@@ -1,0 +1,64 @@
+"""Audit events: what a rollback, complete or deferred cleanup removed, and why.
+
+Events go to the capped stream `{prefix}:audit` (see Store.audit), right after
+the close script and only when it removed something this time, so a retried
+rollback is audited once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+ROLLBACK = "rollback"
+COMPLETE = "complete"
+DEFERRED_CLEANUP = "deferred-cleanup"
+#: Cap on the raw text of an unreadable state kept in an event (for a manual refund).
+RAW_STATE_CHARS = 16_384
+
+
+def event(
+    kind: str,
+    lock_key: str,
+    operation_id: str,
+    state: Mapping[str, Any] | None,
+    *,
+    reason: str = "",
+    raw: bytes | None = None,
+) -> dict[str, Any]:
+    """A flat field map for XADD: counts and the draws granted, as JSON where nested."""
+    fields: dict[str, Any] = {
+        "event": kind,
+        "lock_key": lock_key,
+        "operation_id": operation_id,
+        "time": int(time.time()),
+        "reason": reason,
+        "existed": int(state is not None or raw is not None),
+    }
+    if state is not None:
+        fields["completed_count"] = state.get("completed_count", 0)
+        fields["total_count"] = state.get("total_count", 0)
+        fields["errors"] = len(state.get("errors") or ())
+        fields["results"] = orjson.dumps(state.get("results") or [])
+        fields["prize_results"] = orjson.dumps(state.get("prize_results") or [])
+        fields["metadata"] = orjson.dumps(state.get("metadata") or {})
+    elif raw is not None:
+        fields["corrupted_state"] = raw[:RAW_STATE_CHARS]
+    return fields
+
+
+def decode_entry(entry_id: bytes, fields: Mapping[bytes, bytes]) -> dict[str, Any]:
+    """An event as read back from the stream, nested fields decoded."""
+    out: dict[str, Any] = {"id": entry_id.decode()}
+    for name, value in fields.items():
+        key = name.decode()
+        if key in ("results", "prize_results", "metadata"):
+            out[key] = orjson.loads(value)
+        elif key in ("time", "completed_count", "total_count", "errors", "existed"):
+            out[key] = int(value)
+        else:
+            out[key] = value.decode(errors="replace")
+    return out

@@ -1,0 +1,142 @@
+"""The daemon's configuration: one frozen dataclass, passed down explicitly.
+
+Built by the CLI from flags and DRAWSTATE_* variables, or directly in Python
+(tests, embedding). Secrets arrive only from the environment or a file, and
+`repr` never shows them, nor a password embedded in the Redis URL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from drawstate.limits import MAX_FRAME_BYTES, Limits
+from drawstate.paths import default_socket_path
+from drawstated.keys import check_prefix
+
+DEFAULT_PREFIX = "lottery"
+DEFAULT_TTL_S = 3600
+DEFAULT_DEADLINE_MS = 2000
+#: Deadlines longer than this are clipped: nobody waits a minute on a draw.
+MAX_DEADLINE_MS = 30_000
+#: Time kept back from a deadline to encode and send the reply before the client gives up.
+REPLY_MARGIN_MS = 5
+MAX_CONNECTIONS = 1024
+MAX_INFLIGHT_PER_CONNECTION = 128
+#: A connection silent this long while holding a partial frame is closed (slow-loris guard).
+PARTIAL_FRAME_TIMEOUT_S = 10.0
+SOCKET_MODE = 0o660
+REDIS_POOL_SIZE = 4
+#: Bounds one Redis round trip even when no request deadline would (e.g. background cleanup).
+REDIS_SOCKET_TIMEOUT_S = 5.0
+AUDIT_MAXLEN = 100_000
+SHUTDOWN_GRACE_S = 10.0
+CLEANUP_RETRY_S = 1.0
+MAX_TTL_S = 30 * 24 * 3600
+PASSWORD_ENV = "DRAWSTATE_REDIS_PASSWORD"  # noqa: S105  # the variable name, not a secret
+PASSWORD_FILE_ENV = "DRAWSTATE_REDIS_PASSWORD_FILE"  # noqa: S105  # a variable name
+
+
+def default_data_dir() -> Path:
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "drawstate"
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL with any password replaced by ***, fit for logs and reprs."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
+
+
+def password_from_env() -> str | None:
+    """DRAWSTATE_REDIS_PASSWORD, else the contents of DRAWSTATE_REDIS_PASSWORD_FILE."""
+    password = os.environ.get(PASSWORD_ENV)
+    if password:
+        return password
+    path = os.environ.get(PASSWORD_FILE_ENV)
+    if path:
+        return Path(path).read_text().strip() or None
+    return None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the daemon needs to run; no module reads the environment behind its back."""
+
+    socket_path: Path = field(default_factory=default_socket_path)
+    #: None → an embedded redis-server in data_dir. A given URL is never replaced.
+    redis_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    prefix: str = DEFAULT_PREFIX
+    ttl_s: int = DEFAULT_TTL_S
+    log_format: str = "text"
+    log_level: str = "INFO"
+    default_deadline_ms: int = DEFAULT_DEADLINE_MS
+    max_deadline_ms: int = MAX_DEADLINE_MS
+    reply_margin_ms: int = REPLY_MARGIN_MS
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_connections: int = MAX_CONNECTIONS
+    max_inflight_per_connection: int = MAX_INFLIGHT_PER_CONNECTION
+    partial_frame_timeout_s: float = PARTIAL_FRAME_TIMEOUT_S
+    socket_mode: int = SOCKET_MODE
+    socket_group: str | None = None
+    #: Peer uids allowed to connect (SO_PEERCRED); None lets anyone the socket mode lets in.
+    allowed_uids: frozenset[int] | None = None
+    redis_username: str | None = None
+    redis_password: str | None = field(default=None, repr=False)
+    redis_pool_size: int = REDIS_POOL_SIZE
+    redis_socket_timeout_s: float = REDIS_SOCKET_TIMEOUT_S
+    audit_maxlen: int = AUDIT_MAXLEN
+    shutdown_grace_s: float = SHUTDOWN_GRACE_S
+    cleanup_retry_s: float = CLEANUP_RETRY_S
+    max_ttl_s: int = MAX_TTL_S
+    #: Durability of a save that does not say: "ack" (primary) or "replicated" (WAIT).
+    durability: str = "ack"
+    #: Replicas that must acknowledge a "replicated" save.
+    min_replicas: int = 1
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix)
+        if not 1 <= self.ttl_s <= self.max_ttl_s:
+            raise ValueError(f"ttl must be 1..{self.max_ttl_s} seconds, got {self.ttl_s}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log format must be text or json, got {self.log_format!r}")
+        if self.max_frame_bytes <= self.limits.max_state_bytes:
+            raise ValueError("max_frame_bytes must exceed max_state_bytes so a state at its cap fits")
+        if self.durability not in ("ack", "replicated"):
+            raise ValueError(f"durability must be ack or replicated, got {self.durability!r}")
+        if self.socket_mode & 0o007:
+            raise ValueError(f"socket mode {self.socket_mode:o} would make the socket world-accessible")
+        for name in ("max_connections", "max_inflight_per_connection", "redis_pool_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+    def __repr__(self) -> str:
+        shown = []
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name == "redis_password":
+                value = "***" if value else None
+            elif item.name == "redis_url":
+                value = redact_url(value)
+            shown.append(f"{item.name}={value!r}")
+        return f"Config({', '.join(shown)})"
+
+    __str__ = __repr__
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None
+
+    def replace(self, **changes: object) -> Config:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,251 @@
+"""One client connection: frames in, a task per request, replies out, with backpressure.
+
+An asyncio Protocol (not streams): bytes are cut into frames by their length
+prefix and decoded once. A connection may have up to max_inflight requests
+running; at the cap, or while the client is not reading its replies, the
+daemon stops reading from it (pause_reading) until there is room again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from typing import Any, cast
+
+from drawstate import protocol
+from drawstate.limits import INT64_MAX
+from drawstate.protocol import FrameBuffer, FrameError, decode_body, encode_frame
+from drawstated import errors
+from drawstated.config import Config
+from drawstated.handlers import Handler, Handlers
+from drawstated.stats import Stats
+
+log = logging.getLogger("drawstated.connection")
+
+#: Transport write buffer above which we stop reading from a client that does not read.
+WRITE_BUFFER_HIGH = 1024 * 1024
+_PEERCRED = struct.Struct("3i")
+
+
+class ServerState:
+    """What every connection of one server shares."""
+
+    def __init__(self, config: Config, handlers: Handlers, stats: Stats) -> None:
+        self.config = config
+        self.handlers = handlers
+        self.stats = stats
+        self.connections: set[Connection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.draining = False
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.config = state.config
+        self.frames = FrameBuffer(state.config.max_frame_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.in_flight = 0
+        self.read_paused = False
+        self.write_paused = False
+        self.partial_timer: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        stats = self.state.stats
+        stats.connections_total += 1
+        if len(self.state.connections) >= self.config.max_connections:
+            stats.connections_refused += 1
+            self._refuse(protocol.OVERLOADED, f"connection limit ({self.config.max_connections}) reached")
+            return
+        if self.config.allowed_uids is not None:
+            uid = self._peer_uid()
+            if uid not in self.config.allowed_uids:
+                stats.connections_refused += 1
+                log.warning("peer refused: uid not on the allow list", extra={"uid": uid})
+                self._refuse(protocol.INVALID_REQUEST, f"peer uid {uid} is not allowed to connect")
+                return
+        self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        self.state.connections.add(self)
+        stats.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self in self.state.connections:
+            self.state.connections.discard(self)
+            self.state.stats.connections -= 1
+        if self.partial_timer is not None:
+            self.partial_timer.cancel()
+        self.transport = None
+
+    def _peer_uid(self) -> int | None:
+        sock = self.transport.get_extra_info("socket") if self.transport else None
+        if sock is None or not hasattr(socket, "SO_PEERCRED"):
+            return None
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+        return int(_PEERCRED.unpack(creds)[1])
+
+    def _refuse(self, code: str, message: str) -> None:
+        self._write(errors.error_reply(None, errors.RequestError(code, message)))
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- reading -----------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.frames.feed(data)
+        self._cut_frames()
+
+    def _cut_frames(self) -> None:
+        frames = self.frames.frames()
+        try:
+            for body in frames:
+                self._start(body)
+                if self.transport is None or self.transport.is_closing():
+                    return
+                if self.in_flight >= self.config.max_inflight_per_connection:
+                    self._pause_reading()
+                    break
+        except FrameError as exc:  # frame_too_large: the stream cannot be resynchronised
+            self._refuse(exc.code, str(exc))
+            return
+        finally:
+            frames.close()
+        self._watch_partial_frame()
+
+    def _watch_partial_frame(self) -> None:
+        """Close a connection that sits on half a frame (slow-loris), measured from its first byte."""
+        if len(self.frames) == 0 or self.read_paused:
+            if self.partial_timer is not None:
+                self.partial_timer.cancel()
+                self.partial_timer = None
+        elif self.partial_timer is None:
+            self.partial_timer = self.loop.call_later(
+                self.config.partial_frame_timeout_s, self._partial_frame_expired
+            )
+
+    def _partial_frame_expired(self) -> None:
+        self.partial_timer = None
+        if self.transport is not None and len(self.frames):
+            log.warning("closing connection stuck on a partial frame", extra={"buffered": len(self.frames)})
+            self.transport.close()
+
+    def _start(self, body: bytes) -> None:
+        """Decode one frame and start its request; bad frames are answered here."""
+        started = self.loop.time()  # deadlines run on loop time (ms resolution on uvloop)
+        try:
+            request = decode_body(body)
+        except FrameError as exc:
+            self._answer_bad(None, str(exc))
+            return
+        if not isinstance(request, dict):
+            self._answer_bad(None, "a request must be a msgpack map")
+            return
+        request_id = request.get("id")
+        if type(request_id) is not int or not 0 <= request_id <= INT64_MAX:
+            self._answer_bad(None, "id must be a non-negative integer")
+            return
+        op = request.get("op")
+        handler = self.state.handlers.table.get(op) if type(op) is str else None
+        if handler is None:
+            self._answer_bad(request_id, f"unknown op {op!r:.40}; expected one of {', '.join(protocol.OPS)}")
+            return
+        deadline_ms = request.get("deadline_ms", self.config.default_deadline_ms)
+        if type(deadline_ms) is not int or deadline_ms < 1:
+            self._answer_bad(request_id, "deadline_ms must be a positive integer")
+            return
+        if self.state.draining:
+            self._write(
+                errors.error_reply(
+                    request_id,
+                    errors.RequestError(protocol.OVERLOADED, "daemon is shutting down; retry"),
+                )
+            )
+            return
+        budget = min(deadline_ms, self.config.max_deadline_ms) - self.config.reply_margin_ms
+        deadline = started + max(budget, 1) / 1000
+        task = self.loop.create_task(self._serve(handler, request_id, str(op), request, deadline))
+        self.in_flight += 1
+        self.state.stats.in_flight += 1
+        self.state.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _answer_bad(self, request_id: int | None, message: str) -> None:
+        self.state.stats.record("invalid", protocol.INVALID_REQUEST, 0.0)
+        self._write(errors.error_reply(request_id, errors.invalid(message)))
+
+    # --- serving -----------------------------------------------------------------------
+
+    async def _serve(
+        self, handler: Handler, request_id: int, op: str, request: dict[str, Any], deadline: float
+    ) -> None:
+        started = time.perf_counter()
+        reply: dict[str, Any]
+        try:
+            # A safety net only: handlers bound every Redis call by the deadline themselves.
+            async with asyncio.timeout_at(deadline + self.config.reply_margin_ms / 1000):
+                fields = await handler(request, deadline)
+            reply = {"id": request_id, "ok": True}
+            reply.update(fields)
+            code = "ok"
+        except errors.RequestError as exc:
+            reply, code = errors.error_reply(request_id, exc), exc.code
+        except TimeoutError:
+            late = errors.deadline()
+            reply, code = errors.error_reply(request_id, late), late.code
+        except Exception as exc:
+            log.exception("request failed", extra={"op": op, "request_id": request_id})
+            error = errors.internal(exc)
+            reply, code = errors.error_reply(request_id, error), error.code
+        self._write(reply)
+        elapsed = time.perf_counter() - started
+        self.state.stats.record(op, code, elapsed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "request",
+                extra={
+                    "op": op,
+                    "request_id": request_id,
+                    "code": code,
+                    "ms": round(elapsed * 1000, 3),
+                },
+            )
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.state.tasks.discard(task)
+        self.in_flight -= 1
+        self.state.stats.in_flight -= 1
+        if self.read_paused and self.in_flight < self.config.max_inflight_per_connection:
+            self._resume_reading()
+
+    def _write(self, message: dict[str, Any]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode_frame(message))
+
+    # --- flow control --------------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.write_paused or self.transport is None or self.transport.is_closing():
+            return
+        self.read_paused = False
+        self.transport.resume_reading()
+        self._cut_frames()  # frames that arrived before the pause
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.in_flight < self.config.max_inflight_per_connection:
+            self._resume_reading()

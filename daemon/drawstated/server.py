@@ -1,0 +1,211 @@
+"""The daemon's lifecycle: start Redis access, listen, serve, and stop cleanly on a signal.
+
+Start: the embedded Redis if no URL was given, the store, the journal of
+deferred rollbacks, then the socket (0660 by default, or the one systemd
+passes). Stop (SIGTERM/SIGINT): stop accepting, answer every request already
+in flight, flush replies, close connections and Redis, remove the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+from drawstated import systemd
+from drawstated.cleanup import JOURNAL_NAME, DeferredCleanup, DeferredRollback
+from drawstated.config import Config, redact_url
+from drawstated.connection import Connection, ServerState
+from drawstated.embedded import EmbeddedRedis
+from drawstated.handlers import Handlers
+from drawstated.retry import is_transient
+from drawstated.stats import Stats
+from drawstated.store import CloseOutcome, Store, make_redis
+
+log = logging.getLogger("drawstated.server")
+
+#: Time given at start-up to reach Redis and load the scripts before serving anyway.
+STARTUP_REDIS_WAIT_S = 5.0
+LISTEN_BACKLOG = 1024
+
+
+class SocketInUse(RuntimeError):
+    pass
+
+
+def bind_socket(config: Config) -> socket.socket:
+    """Bind the unix socket with its mode set before anyone can connect."""
+    path = config.socket_path
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    if path.exists() or path.is_symlink():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale: left by a daemon that did not stop cleanly
+        else:
+            raise SocketInUse(f"another daemon is listening on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o777 & ~config.socket_mode)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, config.socket_mode)
+    if config.socket_group:
+        os.chown(path, -1, grp.getgrnam(config.socket_group).gr_gid)
+    sock.listen(LISTEN_BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+class Server:
+    """One daemon: `await serve()` runs until `request_stop()` (or a signal) and shuts down."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.embedded: EmbeddedRedis | None = None
+        self.store: Store | None = None
+        self.cleanup: DeferredCleanup | None = None
+        self.state: ServerState | None = None
+        self.listener: asyncio.AbstractServer | None = None
+        self.owns_socket_path = False
+        self.started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def serve(self) -> None:
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def start(self) -> None:
+        config = self.config
+        log.info("starting drawstate daemon", extra={"config": repr(config)})
+        url = config.redis_url
+        if url is None:
+            self.embedded = EmbeddedRedis(config.data_dir)
+            url = await self.embedded.start()
+        self.store = Store(
+            make_redis(config, url),
+            config,
+            on_retry=self.stats.count_retry,
+            on_batch=self.stats.count_batch,
+        )
+        await self._load_scripts(url)
+        self.cleanup = DeferredCleanup(
+            config.data_dir / JOURNAL_NAME,
+            self.store,
+            config.ttl_s * 1000,
+            config.cleanup_retry_s,
+            self._audit_deferred,
+        )
+        handlers = Handlers(config, self.store, self.cleanup, self.stats)
+        self.cleanup.replay_journal()
+        self.cleanup.start()
+        self.state = ServerState(config, handlers, self.stats)
+        sock = systemd.listen_socket()
+        if sock is None:
+            sock = bind_socket(config)
+            self.owns_socket_path = True
+        loop = asyncio.get_running_loop()
+        state = self.state
+        self.listener = await loop.create_unix_server(lambda: Connection(state), sock=sock)
+        self._start_watchdog()
+        systemd.notify("READY=1", f"STATUS=serving on {config.socket_path}")
+        log.info("ready", extra={"socket": str(config.socket_path), "redis": redact_url(url)})
+        self.started.set()
+
+    async def _load_scripts(self, url: str) -> None:
+        assert self.store is not None
+        try:
+            async with asyncio.timeout(STARTUP_REDIS_WAIT_S):
+                while True:
+                    try:
+                        await self.store.load_scripts()
+                        return
+                    except Exception as exc:
+                        if not is_transient(exc):
+                            raise
+                        await asyncio.sleep(0.1)
+        except TimeoutError:
+            # Serve anyway: requests get retryable redis_unavailable, and NOSCRIPT reloads later.
+            log.error(
+                "redis unreachable at start-up; serving with retryable errors",
+                extra={"redis": redact_url(url)},
+            )
+
+    async def _audit_deferred(self, entry: DeferredRollback, outcome: CloseOutcome) -> None:
+        assert self.state is not None
+        await self.state.handlers.on_deferred_applied(entry, outcome)
+
+    def _start_watchdog(self) -> None:
+        interval = systemd.watchdog_interval_s()
+        if interval is None:
+            return
+
+        async def ping_watchdog() -> None:
+            while True:
+                systemd.notify("WATCHDOG=1")
+                await asyncio.sleep(interval)
+
+        self._watchdog = asyncio.get_running_loop().create_task(ping_watchdog())
+
+    async def shutdown(self) -> None:
+        systemd.notify("STOPPING=1", "STATUS=stopping")
+        log.info("stopping: no new connections; answering requests in flight")
+        if self.listener is not None:
+            self.listener.close()
+        state = self.state
+        if state is not None:
+            state.draining = True
+            if state.tasks:
+                await asyncio.wait(set(state.tasks), timeout=self.config.shutdown_grace_s)
+            for connection in list(state.connections):
+                if connection.transport is not None:
+                    connection.transport.close()  # flushes replies already written
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.cleanup is not None:
+            await self.cleanup.stop()
+        if self.store is not None:
+            await self.store.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+        if self.owns_socket_path:
+            with contextlib.suppress(FileNotFoundError):
+                Path(self.config.socket_path).unlink()
+        log.info("stopped")
+
+
+async def _main(config: Config) -> None:
+    server = Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.request_stop)
+    await server.serve()
+
+
+def run(config: Config) -> None:
+    """Run the daemon until SIGTERM/SIGINT on uvloop (asyncio's loop if uvloop is missing)."""
+    try:
+        import uvloop  # noqa: PLC0415  # optional at import time; the daemon extra installs it
+    except ImportError:
+        log.warning("uvloop not installed; using the asyncio event loop")
+        asyncio.run(_main(config))
+    else:
+        uvloop.run(_main(config))

@@ -1,0 +1,74 @@
+"""Counters and latency percentiles of the running daemon, for the `stats` op.
+
+Cheap on the hot path: a counter bump and a deque append per request; sorting
+happens only when someone asks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from typing import Any
+
+#: Recent latencies kept per op for percentiles.
+LATENCY_SAMPLES = 4096
+PERCENTILES = (50, 90, 99, 99.9)
+
+
+class Stats:
+    """Process-wide counters; one instance per daemon, owned by the server state."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.latencies: dict[str, deque[float]] = {}
+        self.redis_retries = 0
+        self.batches = 0
+        self.batched_commands = 0
+        self.max_batch = 0
+        self.connections = 0
+        self.connections_total = 0
+        self.connections_refused = 0
+        self.in_flight = 0
+        self.audit_failures = 0
+
+    def record(self, op: str, code: str, seconds: float) -> None:
+        self.requests[op, code] += 1
+        samples = self.latencies.get(op)
+        if samples is None:
+            samples = self.latencies[op] = deque(maxlen=LATENCY_SAMPLES)
+        samples.append(seconds)
+
+    def count_retry(self) -> None:
+        self.redis_retries += 1
+
+    def count_batch(self, size: int) -> None:
+        self.batches += 1
+        self.batched_commands += size
+        self.max_batch = max(self.max_batch, size)
+
+    def snapshot(self) -> dict[str, Any]:
+        by_op: dict[str, dict[str, int]] = {}
+        for (op, code), count in self.requests.items():
+            by_op.setdefault(op, {})[code] = count
+        latency: dict[str, dict[str, float]] = {}
+        for op, samples in self.latencies.items():
+            ordered = sorted(samples)
+            latency[op] = {
+                f"p{p:g}_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] * 1000, 3)
+                for p in PERCENTILES
+            }
+        return {
+            "uptime_s": int(time.time() - self.started),
+            "requests": by_op,
+            "latency": latency,
+            "redis_retries": self.redis_retries,
+            "batches": self.batches,
+            "mean_batch": round(self.batched_commands / self.batches, 2) if self.batches else 0,
+            "max_batch": self.max_batch,
+            "connections": self.connections,
+            "connections_total": self.connections_total,
+            "connections_refused": self.connections_refused,
+            "in_flight": self.in_flight,
+            "audit_failures": self.audit_failures,
+        }
