@@ -237,7 +237,7 @@ class Client:
                 try:
                     reply = self._round_trip(request, deadline)
                     break
-                except (ConnectionError, BrokenPipeError) as exc:
+                except OSError as exc:  # reset, broken pipe, not connected: the socket is gone
                     self._disconnect()
                     if attempt == 2 or fresh or time.monotonic() >= deadline:
                         raise SidecarUnavailable(f"connection to {self.socket_path} lost: {exc}") from exc

