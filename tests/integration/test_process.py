@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,32 @@ def test_python_dash_m_drawstated_is_serve(sock_dir):
     )
     assert result.returncode == 0
     assert "--redis-url" in result.stdout
+
+
+def test_the_readme_example_runs_against_a_daemon(daemon_process):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    daemon_process.start()
+    result = subprocess.run(
+        [sys.executable, "-c", example.replace("client = Client()", "client = Client(timeout=5)")],
+        env={**os.environ, "DRAWSTATE_SOCKET": str(daemon_process.socket_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_json_log_format_writes_one_json_object_per_line(sock_dir, own_redis):
+    proc = DaemonProcess(
+        sock_dir / "d.sock",
+        ["--redis-url", own_redis.url, "--data-dir", str(sock_dir / "data"), "--log-format", "json"],
+        env={"DRAWSTATE_REDIS_PASSWORD": "hunter2-secret"},
+    ).start()
+    proc.terminate()
+    assert proc.wait() == 0
+    lines = [json.loads(line) for line in proc.log().splitlines() if line.strip()]
+    assert {"ts", "level", "logger", "msg"} <= set(lines[0])
+    assert any(line["msg"] == "ready" for line in lines)
+    assert "hunter2-secret" not in proc.log()

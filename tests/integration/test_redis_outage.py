@@ -31,7 +31,7 @@ def test_killed_redis_gives_a_retryable_error_within_the_deadline_then_recovers(
         client.save(state)
     assert time.monotonic() - started < 1.0
     assert caught.value.retryable
-    assert caught.value.code in ("redis_unavailable", "deadline_exceeded")
+    assert caught.value.code == "redis_unavailable"
     assert client.ping()["redis"] == "down"
     own_redis.start()  # a fresh, empty server on the same socket: scripts must be reloaded too
     fresh = new_state()
