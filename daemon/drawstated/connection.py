@@ -52,6 +52,7 @@ class Connection(asyncio.Protocol):
         self.read_paused = False
         self.write_paused = False
         self.partial_timer: asyncio.TimerHandle | None = None
+        self.refusing = False
         self.loop = asyncio.get_running_loop()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -91,9 +92,15 @@ class Connection(asyncio.Protocol):
         return int(_PEERCRED.unpack(creds)[1])
 
     def _refuse(self, code: str, message: str) -> None:
+        """Answer with `id: nil`, read nothing more, and close once requests in flight are answered."""
         self._write(errors.error_reply(None, errors.RequestError(code, message)))
+        self.refusing = True
+        self.frames = FrameBuffer(0)
         if self.transport is not None:
-            self.transport.close()
+            if self.in_flight:
+                self._pause_reading()
+            else:
+                self.transport.close()
 
     # --- reading -----------------------------------------------------------------------
 
@@ -102,9 +109,13 @@ class Connection(asyncio.Protocol):
         self._cut_frames()
 
     def _cut_frames(self) -> None:
+        if self.refusing:
+            return
         frames = self.frames.frames()
+        progressed = False
         try:
             for body in frames:
+                progressed = True
                 self._start(body)
                 if self.transport is None or self.transport.is_closing():
                     return
@@ -116,15 +127,18 @@ class Connection(asyncio.Protocol):
             return
         finally:
             frames.close()
-        self._watch_partial_frame()
+        self._watch_partial_frame(progressed)
 
-    def _watch_partial_frame(self) -> None:
-        """Close a connection that sits on half a frame (slow-loris), measured from its first byte."""
-        if len(self.frames) == 0 or self.read_paused:
-            if self.partial_timer is not None:
-                self.partial_timer.cancel()
-                self.partial_timer = None
-        elif self.partial_timer is None:
+    def _watch_partial_frame(self, progressed: bool) -> None:
+        """Close a connection that sits on half a frame (slow-loris).
+
+        The clock starts at the first byte of a frame and restarts whenever a
+        whole frame arrives, so a busy client is never cut off mid-stream.
+        """
+        if self.partial_timer is not None and (progressed or len(self.frames) == 0 or self.read_paused):
+            self.partial_timer.cancel()
+            self.partial_timer = None
+        if self.partial_timer is None and len(self.frames) and not self.read_paused:
             self.partial_timer = self.loop.call_later(
                 self.config.partial_frame_timeout_s, self._partial_frame_expired
             )
@@ -155,7 +169,9 @@ class Connection(asyncio.Protocol):
         if handler is None:
             self._answer_bad(request_id, f"unknown op {op!r:.40}; expected one of {', '.join(protocol.OPS)}")
             return
-        deadline_ms = request.get("deadline_ms", self.config.default_deadline_ms)
+        deadline_ms = request.get("deadline_ms")
+        if deadline_ms is None:
+            deadline_ms = self.config.default_deadline_ms
         if type(deadline_ms) is not int or deadline_ms < 1:
             self._answer_bad(request_id, "deadline_ms must be a positive integer")
             return
@@ -220,7 +236,10 @@ class Connection(asyncio.Protocol):
         self.state.tasks.discard(task)
         self.in_flight -= 1
         self.state.stats.in_flight -= 1
-        if self.read_paused and self.in_flight < self.config.max_inflight_per_connection:
+        if self.refusing:
+            if self.in_flight == 0 and self.transport is not None:
+                self.transport.close()
+        elif self.read_paused and self.in_flight < self.config.max_inflight_per_connection:
             self._resume_reading()
 
     def _write(self, message: dict[str, Any]) -> None:
@@ -235,7 +254,7 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self.write_paused or self.transport is None or self.transport.is_closing():
+        if self.refusing or self.write_paused or self.transport is None or self.transport.is_closing():
             return
         self.read_paused = False
         self.transport.resume_reading()

@@ -29,7 +29,8 @@ log = logging.getLogger("drawstated.handlers")
 Handler = Callable[[Mapping[str, Any], float], Awaitable[dict[str, Any]]]
 #: Longest a ping or stats waits on Redis before it reports "down".
 REDIS_PROBE_S = 0.25
-#: Kept back from a rollback's deadline to journal it and still answer "deferred" in time.
+#: Kept back from a rollback's deadline to journal it and still answer "deferred" in time:
+#: this much, or a quarter of a short deadline.
 DEFER_MARGIN_S = 0.05
 #: Share of the deadline a replicated save gives WAIT; the rest is for the write itself.
 WAIT_SHARE = 0.5
@@ -121,7 +122,7 @@ class Handlers:
         carried: Mapping[str, Any] | None = None
         if request.get("state") is not None:
             carried = requests.state_map(request)
-            self._check(carried)
+            self._encode(carried)  # the rules and the size cap: it may be echoed back
             lock_key, operation_id = carried["lock_key"], carried["operation_id"]
         else:
             lock_key = requests.lock_key(request, self.limits)
@@ -132,7 +133,7 @@ class Handlers:
             return {"state": dict(carried) if carried else None, "cleanup": "deferred"}
         try:
             outcome = await self.store.close_operation(
-                audit.ROLLBACK, lock_key, operation_id, self._ttl_ms, deadline - DEFER_MARGIN_S
+                audit.ROLLBACK, lock_key, operation_id, self._ttl_ms, deadline - _defer_margin(deadline)
             )
         except errors.RequestError as exc:
             if exc.code not in (protocol.REDIS_UNAVAILABLE, protocol.DEADLINE_EXCEEDED):
@@ -304,6 +305,10 @@ class Handlers:
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+def _defer_margin(deadline: float) -> float:
+    return min(DEFER_MARGIN_S, max(0.0, deadline - _now()) / 4)
 
 
 def _closed_by_deferred(operation_id: str) -> errors.RequestError:

@@ -1,10 +1,8 @@
-"""Auto-pipelining: commands submitted in the same loop tick go to Redis as one pipeline.
+"""Auto-pipelining: commands submitted in the same loop tick go to Redis in one write.
 
-A lone command is flushed on the next tick, with no batching delay. At most
-`max_batches` pipelines are in flight (one per pooled connection); while they
-are busy new commands gather into the next batch, so batches grow exactly when
-Redis is the bottleneck. A NOSCRIPT reply reloads the scripts and re-sends
-only the commands that got it.
+A lone command is flushed at the end of its tick, with no batching delay. The
+batch goes to the least busy of a few connections (opened on demand, reopened
+after a failure), so batches grow exactly when Redis is the bottleneck.
 
 A command may ask for replica acknowledgement (`wait=(replicas, timeout_ms)`):
 the batch then ends with one WAIT on the same connection, which covers every
@@ -15,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from drawstated.resp import Endpoint, RespConnection, close_quietly, connect, pack_command
 
 log = logging.getLogger("drawstated.pipeline")
 
@@ -29,23 +26,28 @@ _Item = tuple[Command, "asyncio.Future[Any]", Wait | None]
 
 
 class AutoPipeline:
-    """Batches commands per loop tick over a small pool of Redis connections."""
+    """Batches commands per loop tick over a small pool of lean Redis connections."""
 
     def __init__(
         self,
-        redis: Redis,
+        endpoint: Endpoint,
         *,
-        max_batches: int,
-        load_scripts: Callable[[Redis], Any],
+        size: int,
+        connect_timeout_s: float,
+        stall_timeout_s: float,
         on_batch: Callable[[int], None] | None = None,
+        on_connect: Callable[[], None] | None = None,
     ) -> None:
-        self._redis = redis
-        self._max_batches = max_batches
-        self._load_scripts = load_scripts
+        self.endpoint = endpoint
+        self._size = size
+        self._connect_timeout_s = connect_timeout_s
+        self._stall_timeout_s = stall_timeout_s
         self._on_batch = on_batch
+        self._on_connect = on_connect
+        self._conns: list[RespConnection] = []
+        self._connecting: asyncio.Task[RespConnection] | None = None
         self._queue: list[_Item] = []
         self._flush_scheduled = False
-        self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, *command: Any, wait: Wait | None = None) -> asyncio.Future[Any]:
@@ -60,76 +62,110 @@ class AutoPipeline:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._in_flight >= self._max_batches:
-            return  # a finishing batch flushes again
         # Requests that gave up (deadline) while queued are not sent at all.
         batch = [item for item in self._queue if not item[1].done()]
         self._queue = []
         if not batch:
             return
-        self._in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._run(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, batch: list[_Item]) -> None:
-        waits = [wait for _, _, wait in batch if wait is not None]
-        # One WAIT for the batch: the most replicas anyone asked for, the longest timeout.
-        wait = (max(w[0] for w in waits), max(w[1] for w in waits)) if waits else None
-        try:
-            if self._on_batch is not None:
-                self._on_batch(len(batch))
-            results, acked = await self._execute([command for command, _, _ in batch], wait)
-        except Exception as exc:  # the whole batch failed (connection lost, timeout)
-            for _, future, _ in batch:
-                if not future.done():
-                    future.set_exception(exc)
+        conn = self._pick()
+        if conn is None:
+            task = asyncio.get_running_loop().create_task(self._send_when_connected(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         else:
-            for (_, future, item_wait), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result if item_wait is None else (result, acked))
+            self._send(conn, batch)
+
+    def _pick(self) -> RespConnection | None:
+        """The least busy live connection; opens another while all are busy and the pool has room."""
+        self._conns = [conn for conn in self._conns if conn.usable]
+        best = min(self._conns, key=lambda conn: conn.outstanding, default=None)
+        if (best is None or best.outstanding) and len(self._conns) < self._size:
+            self._open_one()
+        return best
+
+    def _open_one(self) -> asyncio.Task[RespConnection]:
+        if self._connecting is None:
+            self._connecting = asyncio.get_running_loop().create_task(self._open())
+        return self._connecting
+
+    async def _open(self) -> RespConnection:
+        try:
+            conn = await connect(
+                self.endpoint,
+                connect_timeout_s=self._connect_timeout_s,
+                stall_timeout_s=self._stall_timeout_s,
+            )
         finally:
-            self._in_flight -= 1
-            if self._queue and not self._flush_scheduled:
-                self._flush()
+            self._connecting = None
+        self._conns.append(conn)
+        if self._on_connect is not None:
+            self._on_connect()
+        log.debug("redis connection opened", extra={"pool": len(self._conns)})
+        return conn
 
-    async def _execute(self, commands: Sequence[Command], wait: Wait | None) -> tuple[list[Any], int | None]:
-        results, acked = await self._send(commands, wait)
-        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if missing:
-            # Redis restarted or flushed its script cache: load once, re-send those only.
-            log.info("redis lost its scripts (NOSCRIPT); reloading")
-            await self._load_scripts(self._redis)
-            retried, acked_again = await self._send([commands[i] for i in missing], wait)
-            for i, result in zip(missing, retried, strict=True):
-                results[i] = result
-            if acked is not None and acked_again is not None:
-                acked = min(acked, acked_again)
-        return results, acked
+    async def _send_when_connected(self, batch: list[_Item]) -> None:
+        try:
+            conn = await asyncio.shield(self._open_one())
+        except Exception as exc:  # refused, timed out: every caller retries on its own deadline
+            _fail(batch, exc)
+            return
+        self._send(conn, [item for item in batch if not item[1].done()])
 
-    async def _send(self, commands: Sequence[Command], wait: Wait | None) -> tuple[list[Any], int | None]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for command in commands:
-                pipe.execute_command(*command)
-            if wait is not None:
-                pipe.execute_command("WAIT", *wait)
-            results = list(await pipe.execute(raise_on_error=False))
-        if wait is None:
-            return results, None
-        acked = results.pop()
-        if isinstance(acked, Exception):
-            raise acked
-        return results, int(acked)
+    def _send(self, conn: RespConnection, batch: list[_Item]) -> None:
+        if not batch:
+            return
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
+        packed = b"".join([pack_command(command) for command, _, _ in batch])
+        waits = [wait for _, _, wait in batch if wait is not None]
+        if not waits:
+            futures: list[asyncio.Future[Any]] = [future for _, future, _ in batch]
+        else:
+            # One WAIT for the batch: the most replicas anyone asked for, the longest timeout.
+            wait = (max(w[0] for w in waits), max(w[1] for w in waits))
+            packed += pack_command(("WAIT", *wait))  # type: ignore[arg-type]
+            futures = self._with_wait(batch)
+        try:
+            conn.send(packed, futures)
+        except Exception as exc:
+            _fail(batch, exc)
+
+    def _with_wait(self, batch: list[_Item]) -> list[asyncio.Future[Any]]:
+        """Reply futures for a batch ending in WAIT: waiting items get (reply, acked) when it answers."""
+        loop = asyncio.get_running_loop()
+        replies = [loop.create_future() if wait else future for _, future, wait in batch]
+        acked: asyncio.Future[Any] = loop.create_future()
+
+        def deliver(done: asyncio.Future[Any]) -> None:
+            for (_, future, wait), reply in zip(batch, replies, strict=True):
+                if wait is None or future.done():
+                    continue
+                if reply.exception() is not None:
+                    future.set_exception(reply.exception())  # type: ignore[arg-type]
+                elif acked.exception() is not None:
+                    future.set_exception(acked.exception())  # type: ignore[arg-type]
+                else:
+                    future.set_result((reply.result(), int(acked.result())))
+
+        acked.add_done_callback(deliver)
+        return [*replies, acked]
 
     async def close(self) -> None:
-        """Wait for batches already sent; queued commands fail as the daemon is stopping."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Close the connections; commands still queued fail as the daemon is stopping."""
         for _, future, _ in self._queue:
             if not future.done():
                 future.cancel()
         self._queue = []
+        for task in list(self._tasks):
+            task.cancel()
+        if self._connecting is not None:
+            self._connecting.cancel()
+        for conn in self._conns:
+            await close_quietly(conn)
+        self._conns = []
+
+
+def _fail(batch: list[_Item], exc: BaseException) -> None:
+    for _, future, _ in batch:
+        if not future.done():
+            future.set_exception(exc)

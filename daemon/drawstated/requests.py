@@ -68,7 +68,9 @@ def reason(request: Mapping[str, Any]) -> str:
 
 
 def durability(request: Mapping[str, Any], default: str) -> str:
-    value = request.get("durability", default)
+    value = request.get("durability")
+    if value is None:
+        value = default
     if value not in DURABILITIES:
         raise errors.invalid(f"durability must be one of {', '.join(DURABILITIES)}")
     return str(value)

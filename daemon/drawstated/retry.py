@@ -59,11 +59,14 @@ async def with_retries(
     attempt: Callable[[], Awaitable[T]],
     deadline: float,
     on_retry: Callable[[], None] | None = None,
+    *,
+    first_failed: bool = False,
 ) -> T:
     """Run `attempt` until it succeeds, fails for good, or the deadline (loop time) comes.
 
     A transient failure that outlives the deadline is `redis_unavailable`; an
     attempt still waiting on Redis when the deadline comes is `deadline_exceeded`.
+    `first_failed` says the caller's own first attempt failed already: back off first.
     """
     loop = asyncio.get_running_loop()
 
@@ -80,6 +83,8 @@ async def with_retries(
         reraise=True,
     )
     try:
+        if first_failed:
+            await asyncio.sleep(min(BACKOFF_FIRST_S, max(0.0, deadline - loop.time())))
         async for try_ in retrying:
             with try_:
                 remaining = deadline - loop.time()

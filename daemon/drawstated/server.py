@@ -22,10 +22,10 @@ from drawstated.cleanup import JOURNAL_NAME, DeferredCleanup, DeferredRollback
 from drawstated.config import Config, redact_url
 from drawstated.connection import Connection, ServerState
 from drawstated.embedded import EmbeddedRedis
+from drawstated.errors import RequestError
 from drawstated.handlers import Handlers
-from drawstated.retry import is_transient
 from drawstated.stats import Stats
-from drawstated.store import CloseOutcome, Store, make_redis
+from drawstated.store import CloseOutcome, Store, make_pipeline
 
 log = logging.getLogger("drawstated.server")
 
@@ -101,10 +101,9 @@ class Server:
             self.embedded = EmbeddedRedis(config.data_dir)
             url = await self.embedded.start()
         self.store = Store(
-            make_redis(config, url),
+            make_pipeline(config, url, on_batch=self.stats.count_batch, on_connect=self.stats.count_connect),
             config,
             on_retry=self.stats.count_retry,
-            on_batch=self.stats.count_batch,
         )
         await self._load_scripts(url)
         self.cleanup = DeferredCleanup(
@@ -133,17 +132,9 @@ class Server:
     async def _load_scripts(self, url: str) -> None:
         assert self.store is not None
         try:
-            async with asyncio.timeout(STARTUP_REDIS_WAIT_S):
-                while True:
-                    try:
-                        await self.store.load_scripts()
-                        return
-                    except Exception as exc:
-                        if not is_transient(exc):
-                            raise
-                        await asyncio.sleep(0.1)
-        except TimeoutError:
-            # Serve anyway: requests get retryable redis_unavailable, and NOSCRIPT reloads later.
+            await self.store.load_scripts(asyncio.get_running_loop().time() + STARTUP_REDIS_WAIT_S)
+        except RequestError:
+            # Serve anyway: requests get retryable redis_unavailable, and NOSCRIPT loads them later.
             log.error(
                 "redis unreachable at start-up; serving with retryable errors",
                 extra={"redis": redact_url(url)},

@@ -23,6 +23,7 @@ class Stats:
         self.requests: Counter[tuple[str, str]] = Counter()
         self.latencies: dict[str, deque[float]] = {}
         self.redis_retries = 0
+        self.redis_connects = 0
         self.batches = 0
         self.batched_commands = 0
         self.max_batch = 0
@@ -41,6 +42,9 @@ class Stats:
 
     def count_retry(self) -> None:
         self.redis_retries += 1
+
+    def count_connect(self) -> None:
+        self.redis_connects += 1
 
     def count_batch(self, size: int) -> None:
         self.batches += 1
@@ -63,6 +67,7 @@ class Stats:
             "requests": by_op,
             "latency": latency,
             "redis_retries": self.redis_retries,
+            "redis_connects": self.redis_connects,
             "batches": self.batches,
             "mean_batch": round(self.batched_commands / self.batches, 2) if self.batches else 0,
             "max_batch": self.max_batch,

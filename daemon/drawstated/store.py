@@ -9,25 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
 
 from drawstate import protocol
 from drawstated import errors, keys
 from drawstated.config import Config
 from drawstated.pipeline import AutoPipeline, Wait
-from drawstated.retry import with_retries
+from drawstated.resp import Endpoint
+from drawstated.retry import is_transient, with_retries
+
+log = logging.getLogger("drawstated.store")
 
 SCRIPT_NAMES = ("save", "load", "close", "pending")
 #: SCAN COUNT hint per round trip when listing every lock key's operations.
 SCAN_COUNT = 500
+#: Deadline for loading the scripts when no request deadline applies (start-up).
+SCRIPT_LOAD_DEADLINE_S = 5.0
 
 
 def _script_source(name: str) -> str:
@@ -42,18 +46,22 @@ class CloseOutcome:
     body: bytes | None
 
 
-def make_redis(config: Config, url: str) -> Redis:
-    """A redis-py client whose own retries are off: retry.py owns them, bounded by deadlines."""
-    return Redis.from_url(
-        url,
-        username=config.redis_username,
-        password=config.redis_password,
-        max_connections=config.redis_pool_size,
-        socket_timeout=config.redis_socket_timeout_s,
-        socket_connect_timeout=min(1.0, config.redis_socket_timeout_s),
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=False,
-        health_check_interval=0,
+def make_pipeline(
+    config: Config,
+    url: str,
+    *,
+    on_batch: Callable[[int], None] | None = None,
+    on_connect: Callable[[], None] | None = None,
+) -> AutoPipeline:
+    """The auto-pipeline to the Redis at `url`, credentials from the config (never from argv)."""
+    endpoint = Endpoint.from_url(url, username=config.redis_username, password=config.redis_password)
+    return AutoPipeline(
+        endpoint,
+        size=config.redis_pool_size,
+        connect_timeout_s=min(1.0, config.redis_socket_timeout_s),
+        stall_timeout_s=config.redis_socket_timeout_s,
+        on_batch=on_batch,
+        on_connect=on_connect,
     )
 
 
@@ -61,47 +69,54 @@ class Store:
     """The daemon's view of Redis: save, load, close, list, audit."""
 
     def __init__(
-        self,
-        redis: Redis,
-        config: Config,
-        *,
-        on_retry: Callable[[], None] | None = None,
-        on_batch: Callable[[int], None] | None = None,
+        self, pipeline: AutoPipeline, config: Config, *, on_retry: Callable[[], None] | None = None
     ) -> None:
-        self.redis = redis
+        self.pipeline = pipeline
         self.prefix = config.prefix
         self.audit_maxlen = config.audit_maxlen
-        self._sources = {name: _script_source(name) for name in SCRIPT_NAMES}
-        self._shas: dict[str, str] = {}
         self._on_retry = on_retry
-        self.pipeline = AutoPipeline(
-            redis,
-            max_batches=config.redis_pool_size,
-            load_scripts=self.load_scripts,
-            on_batch=on_batch,
-        )
-        # SHA1 of each source, as Redis computes it: EVALSHA works before any SCRIPT LOAD
-        # when the scripts are cached already, and NOSCRIPT reloads them otherwise.
+        self._sources = {name: _script_source(name) for name in SCRIPT_NAMES}
+        # SHA1 of each source, as Redis names scripts: EVALSHA works at once when Redis
+        # has them cached, and a NOSCRIPT reply loads them.
         self._shas = {
             name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
             for name, src in self._sources.items()
         }
 
-    async def load_scripts(self, redis: Redis | None = None) -> None:
+    async def load_scripts(self, deadline: float | None = None) -> None:
         """SCRIPT LOAD every script (at start, and after Redis answers NOSCRIPT)."""
-        client = redis or self.redis
-        for name, source in self._sources.items():
-            sha = await client.script_load(source)
-            self._shas[name] = sha.decode() if isinstance(sha, bytes) else sha
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + SCRIPT_LOAD_DEADLINE_S
+        for source in self._sources.values():
+            await self._run(deadline, "SCRIPT", "LOAD", source)
 
     async def close(self) -> None:
         await self.pipeline.close()
-        await self.redis.aclose()
 
     # --- plumbing ---------------------------------------------------------------
 
     async def _run(self, deadline: float, *command: Any, wait: Wait | None = None) -> Any:
-        return await with_retries(lambda: self.pipeline.submit(*command, wait=wait), deadline, self._on_retry)
+        """One command: a plain first attempt (the hot path), tenacity only once it has failed."""
+        loop = asyncio.get_running_loop()
+        future = self.pipeline.submit(*command, wait=wait)
+        timer = loop.call_at(deadline, _expire, future)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our caller was cancelled, not our deadline
+            raise errors.deadline() from None
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+        finally:
+            timer.cancel()
+        if self._on_retry is not None:
+            self._on_retry()
+        return await with_retries(
+            lambda: self.pipeline.submit(*command, wait=wait), deadline, self._on_retry, first_failed=True
+        )
 
     async def _script(
         self,
@@ -112,6 +127,14 @@ class Store:
         wait: Wait | None = None,
     ) -> Any:
         command = ("EVALSHA", self._shas[name], len(keys_), *keys_, *argv)
+        try:
+            return await self._run(deadline, *command, wait=wait)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        # Redis restarted or flushed its script cache: load, then send once more.
+        log.info("redis lost its scripts (NOSCRIPT); reloading")
+        await self.load_scripts(deadline)
         return await self._run(deadline, *command, wait=wait)
 
     # --- operations ---------------------------------------------------------------
@@ -161,9 +184,11 @@ class Store:
         if status in ("ok", "replay"):
             return int(reply[1]), status == "replay", acked
         if status == "closed":
+            kind = reply[1].decode()
             raise errors.RequestError(
                 protocol.OPERATION_CLOSED,
-                f"operation {operation_id} was rolled back or completed; it cannot be saved again",
+                f"operation {operation_id} was closed by {kind}; it cannot be saved again",
+                closed_by=kind,
             )
         if status == "conflict":
             stored = int(reply[1])
@@ -246,7 +271,7 @@ class Store:
             "COUNT",
             SCAN_COUNT,
         )
-        next_cursor, names = reply  # parsed by redis-py into (int, list)
+        next_cursor, names = reply
         return int(next_cursor), list(names)
 
     async def get_many(self, names: list[bytes], deadline: float) -> list[bytes | None]:
@@ -276,9 +301,8 @@ class Store:
     async def read_audit(
         self, start: str, count: int, deadline: float
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        # redis-py parses XRANGE replies into (id, {field: value}) pairs.
         reply = await self._run(deadline, "XRANGE", keys.audit_key(self.prefix), start, "+", "COUNT", count)
-        return list(reply)
+        return [(entry_id, dict(zip(flat[::2], flat[1::2], strict=True))) for entry_id, flat in reply]
 
     async def ping(self, deadline: float) -> bool:
         try:
@@ -288,5 +312,14 @@ class Store:
         return True
 
     async def server_version(self, deadline: float) -> str:
-        info = await self._run(deadline, "INFO", "server")  # parsed into a dict by redis-py
-        return str(info.get("redis_version", "unknown"))
+        info = await self._run(deadline, "INFO", "server")
+        for line in info.decode().splitlines():
+            if line.startswith("redis_version:"):
+                return str(line.split(":", 1)[1].strip())
+        return "unknown"
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    """Deadline timer: give up waiting (the reply, if it comes, is read and dropped)."""
+    if not future.done():
+        future.cancel()

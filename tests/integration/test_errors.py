@@ -319,3 +319,52 @@ def test_peer_not_on_the_allow_list_is_refused_clearly(make_config, redis_url, s
 def test_invalid_request_class_is_raised_by_the_client(client):
     with pytest.raises(InvalidRequest):
         client.load("bad{key}")
+
+
+def test_frame_too_large_still_answers_requests_already_in_flight(peer, new_state):
+    from drawstate.protocol import encode_frame
+
+    state = new_state()
+    peer.send_raw(
+        encode_frame({"id": 7, "op": "save", "state": state.to_dict()}) + struct.pack(">I", 1 << 30)
+    )
+    replies = {reply["id"]: reply for reply in (peer.read(), peer.read())}
+    assert replies[7]["ok"] is True
+    assert replies[None]["error"]["code"] == "frame_too_large"
+    assert peer.closed_by_peer()
+
+
+def test_save_meeting_a_tombstone_says_what_closed_it(client, new_state):
+    state = new_state()
+    client.save(state)
+    client.complete(state.lock_key, state.operation_id)
+    with pytest.raises(OperationClosed) as caught:
+        client.save(state)
+    assert caught.value.details["closed_by"] == "complete"
+
+
+def test_nil_optional_fields_mean_absent(peer):
+    reply = peer.request({"id": 3, "op": "ping", "deadline_ms": None})
+    assert reply["ok"] is True
+
+
+def test_slow_loris_partial_frame_is_closed_but_a_busy_client_is_not(make_config, redis_url, start_daemon):
+    from drawstate.protocol import encode_frame
+
+    daemon = start_daemon(make_config(redis_url=redis_url, partial_frame_timeout_s=0.3))
+    busy, loris = RawPeer(daemon.config.socket_path), RawPeer(daemon.config.socket_path)
+    loris.send_raw(encode_frame({"id": 1, "op": "ping"})[:5])  # half a frame, then silence
+    frame = encode_frame({"id": 1, "op": "ping"})
+    started = time.monotonic()
+    sent = 0
+    busy.send_raw(frame[:3])
+    while time.monotonic() - started < 0.9:  # three timeouts long, always mid-frame
+        busy.send_raw(frame[3:] + frame[:3])
+        sent += 1
+        assert busy.read()["ok"] is True
+    assert sent > 10
+    assert loris.closed_by_peer()
+    busy.send_raw(frame[3:])
+    assert busy.read()["ok"] is True
+    busy.close()
+    loris.close()

@@ -6,14 +6,15 @@
 -- ARGV[2] token   [A-Za-z0-9_-]{1,64}; equal to the stored one means a replay
 -- ARGV[3] expect  expected stored version, "" when not given ("0" = create only)
 -- ARGV[4] ttl_ms  state and tombstone lifetime; the index is extended to it, never shortened
--- ARGV[5] now_ms  index score (last save time)
+-- ARGV[5] now_ms  index score (last save time; bumped past the top score so the newest wins)
 -- ARGV[6] operation_id
 -- ARGV[7] completed_count of the new state
--- Returns {"ok", version} | {"replay", version} | {"closed"} | {"conflict", stored_version}
+-- Returns {"ok", version} | {"replay", version} | {"closed", kind} | {"conflict", stored_version}
 --       | {"stale", field} | {"corrupt", why}
 
-if redis.call('EXISTS', KEYS[3]) == 1 then
-  return {'closed'}
+local tomb = redis.call('GET', KEYS[3])
+if tomb then
+  return {'closed', string.match(tomb, '^[^\n]*')}
 end
 
 local stored_raw = redis.call('GET', KEYS[1])
@@ -78,7 +79,16 @@ local ttl_ms = tonumber(ARGV[4])
 redis.call('SET', KEYS[1],
   ARGV[1] .. ',"version":' .. string.format('%d', version) .. ',"_token":"' .. ARGV[2] .. '"}',
   'PX', ttl_ms)
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
+-- The newest save must score highest even within one millisecond (load picks the top).
+local score = tonumber(ARGV[5])
+local top = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if top[2] and tonumber(top[2]) >= score then
+  score = tonumber(top[2])
+  if top[1] ~= ARGV[6] then
+    score = score + 1
+  end
+end
+redis.call('ZADD', KEYS[2], score, ARGV[6])
 if redis.call('PTTL', KEYS[2]) < ttl_ms then
   redis.call('PEXPIRE', KEYS[2], ttl_ms)
 end
