@@ -122,7 +122,7 @@ def error_from_wire(error: dict[str, Any]) -> DrawStateError:
     details = {k: v for k, v in error.items() if k not in ("code", "message", "retryable")}
     cls = ERROR_CLASSES.get(code)
     if cls is None:
-        exc = DrawStateError(message, details=details)
+        exc = DrawStateError(message or code, details=details)
         exc.code = code  # type: ignore[misc]  # an unknown future code keeps its name
         exc.retryable = bool(error.get("retryable", False))  # type: ignore[misc]
         return exc

@@ -29,6 +29,10 @@ MAX_REASON_CHARS = 512
 #: Signed 64-bit bounds: what msgpack, Go's int64 and Redis agree on.
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+#: Draw results and prize values stay exactly representable as JSON numbers in every
+#: engine (IEEE doubles), which is also how the save script compares recorded draws.
+DRAW_INT_MAX = 2**53 - 1
+DRAW_INT_MIN = -DRAW_INT_MAX
 
 
 @dataclass(frozen=True, slots=True)

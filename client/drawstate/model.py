@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from drawstate.limits import DEFAULT_LIMITS, INT64_MAX, INT64_MIN, Limits
+from drawstate.limits import DEFAULT_LIMITS, DRAW_INT_MAX, DRAW_INT_MIN, INT64_MAX, Limits
 
 OPERATION_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
 _STATE_FIELDS = frozenset(
@@ -73,7 +73,17 @@ def _str(data: Mapping[str, Any], key: str, path: str, max_chars: int, *, empty:
         raise InvalidState(f"{path}{key}", "must not be empty")
     if len(value) > max_chars:
         raise InvalidState(f"{path}{key}", f"longer than {max_chars} characters")
+    _check_unicode(value, f"{path}{key}")
     return value
+
+
+def _check_unicode(value: str, path: str) -> None:
+    """Reject lone surrogates: no JSON, msgpack or Go peer can carry them (ASCII is the fast path)."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise InvalidState(path, "is not valid Unicode text (lone surrogate)") from None
 
 
 def _list(data: Mapping[str, Any], key: str) -> Sequence[Any]:
@@ -124,7 +134,7 @@ def _check_prize(item: Any, path: str, limits: Limits) -> None:
         probability = float(probability)
     if type(probability) is not float or not 0.0 <= probability <= 1.0:
         raise InvalidState(path + ".probability", "must be a number in [0, 1]")
-    _int(item, "value", path + ".", INT64_MIN, INT64_MAX)
+    _int(item, "value", path + ".", DRAW_INT_MIN, DRAW_INT_MAX)
 
 
 def _check_error(item: Any, path: str, total: int, limits: Limits) -> None:
@@ -151,6 +161,8 @@ def _check_metadata(value: Any, limits: Limits) -> None:
                 f"metadata.{key}",
                 f"must be a string of at most {limits.max_metadata_value_chars} chars",
             )
+        _check_unicode(key, "metadata")
+        _check_unicode(item, f"metadata.{key}")
 
 
 def check_state(data: object, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -172,8 +184,8 @@ def check_state(data: object, limits: Limits = DEFAULT_LIMITS) -> None:
     if completed + len(errors) > total:
         raise InvalidState("errors", f"completed_count + {len(errors)} errors exceeds total_count")
     for i, result in enumerate(results):
-        if type(result) is not int or not INT64_MIN <= result <= INT64_MAX:
-            raise InvalidState(f"results[{i}]", "must be a 64-bit integer")
+        if type(result) is not int or not DRAW_INT_MIN <= result <= DRAW_INT_MAX:
+            raise InvalidState(f"results[{i}]", f"must be an integer within ±{DRAW_INT_MAX}")
     for i, prize in enumerate(prizes):
         _check_prize(prize, f"prize_results[{i}]", limits)
     for i, error in enumerate(errors):

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from drawstate.limits import MAX_FRAME_BYTES, Limits
 from drawstate.paths import default_socket_path
@@ -46,15 +46,24 @@ def default_data_dir() -> Path:
 
 
 def redact_url(url: str | None) -> str | None:
-    """The URL with any password replaced by ***, fit for logs and reprs."""
+    """The URL with any password (in the userinfo or a `password=` query) replaced by ***."""
     if not url:
         return url
     parts = urlsplit(url)
-    if parts.password is None:
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query_has_password = any(key.lower() == "password" for key, _ in query)
+    if parts.password is None and not query_has_password:
         return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:" if parts.username else ":"
-    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = f"{parts.username}:" if parts.username else ":"
+        parts = parts._replace(netloc=f"{user}***@{netloc}")
+    if query_has_password:
+        query = [(key, "***" if key.lower() == "password" else value) for key, value in query]
+        parts = parts._replace(query=urlencode(query, safe="*/"))
+    # urlunsplit drops the empty authority of unix:///path; keep the URL's own form.
+    redacted = urlunsplit(parts)
+    return redacted.replace(":/", ":///", 1) if url.startswith(f"{parts.scheme}:///") else redacted
 
 
 def password_from_env() -> str | None:
