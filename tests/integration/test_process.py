@@ -201,3 +201,18 @@ def test_json_log_format_writes_one_json_object_per_line(sock_dir, own_redis):
     assert {"ts", "level", "logger", "msg"} <= set(lines[0])
     assert any(line["msg"] == "ready" for line in lines)
     assert "hunter2-secret" not in proc.log()
+
+
+def test_the_raw_protocol_reference_client_runs(daemon_process):
+    daemon_process.start()
+    script = Path(__file__).resolve().parents[2] / "examples" / "raw_protocol.py"
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, "DRAWSTATE_SOCKET": str(daemon_process.socket_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "operation_closed" in result.stdout
