@@ -17,7 +17,7 @@ from drawstate.limits import MAX_FRAME_BYTES
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
 
-OPS = ("ping", "save", "load", "rollback", "complete", "pending", "stats")
+OPS = ("ping", "save", "load", "rollback", "complete", "pending", "stats", "audit")
 
 # Error codes, as sent on the wire.
 INVALID_REQUEST = "invalid_request"

@@ -53,6 +53,7 @@ class Handlers:
             "complete": self.complete,
             "pending": self.pending,
             "stats": self.stats_op,
+            "audit": self.audit,
         }
 
     # --- ops -------------------------------------------------------------------------
@@ -164,6 +165,9 @@ class Handlers:
 
     async def pending(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         return await list_pending(self.store, self.limits, self.item, self.cleanup, request, deadline)
+
+    async def audit(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
+        return await audit.read_events(self.store, self.limits, request, deadline)
 
     async def stats_op(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         up = await self.store.ping(min(deadline, _now() + REDIS_PROBE_S))

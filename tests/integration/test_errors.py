@@ -298,11 +298,12 @@ def test_connection_over_the_limit_gets_overloaded_then_close(make_config, redis
         peer.close()
 
 
-def test_client_refuses_a_broken_state_before_sending(client, new_state):
+def test_a_broken_state_from_the_client_is_refused_by_the_daemon(client, new_state):
     state = new_state(completed_count=20)
-    with pytest.raises(DrawStateCorrupted):
+    with pytest.raises(DrawStateCorrupted) as caught:
         client.save(state)
-    assert client.stats()["requests"].get("save") is None
+    assert "completed_count" in str(caught.value)
+    assert client.stats()["requests"]["save"] == {"draw_state_corrupted": 1}
 
 
 def test_peer_not_on_the_allow_list_is_refused_clearly(make_config, redis_url, start_daemon):

@@ -171,3 +171,19 @@ def test_stats_count_requests_by_op_and_code(client, new_state):
     assert stats["requests"]["load"]["ok"] == 1
     assert stats["redis"] == "up"
     assert set(stats["latency"]["save"]) == {"p50_ms", "p90_ms", "p99_ms", "p99.9_ms"}
+
+
+def test_audit_op_reads_events_oldest_first_filtered_and_paged(client, new_state):
+    states = [new_state(lock_key=f"audit:{i % 2}", completed_count=1, results=[i]) for i in range(5)]
+    for state in states:
+        client.save(state)
+    for state in states[:4]:
+        client.rollback(state, reason="test")
+    client.complete(states[4].lock_key, states[4].operation_id)
+    events = list(client.iter_audit(limit=2))
+    assert [e["event"] for e in events] == ["rollback"] * 4 + ["complete"]
+    assert [e["operation_id"] for e in events] == [s.operation_id for s in states]
+    assert events[0]["results"] == [0] and events[0]["reason"] == "test"
+    only = list(client.iter_audit("audit:1"))
+    assert [e["operation_id"] for e in only] == [states[1].operation_id, states[3].operation_id]
+    assert client.audit(since=int(time.time()) + 60).items == []

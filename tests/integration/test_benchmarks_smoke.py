@@ -1,0 +1,69 @@
+"""The benchmark harness runs end to end: `python -m benchmarks --quick` writes JSON, markdown and a plot.
+
+No thresholds: machines are noisy. It checks the shape of the results, that
+work was done, and that the Redis and daemon the harness started are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PERCENTILES = {"p50", "p90", "p99", "p99.9"}
+
+pytest.importorskip("matplotlib", reason="matplotlib is in the bench extra")
+
+
+def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path):
+    out = tmp_path / "bench"
+    command = ["--quick", "--scenarios", "latency,throughput", "--duration", "0.5", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", *command],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    data = json.loads((out / "results.json").read_text())
+    assert data["meta"]["quick"] is True
+    assert set(data["scenarios"]) == {"latency", "throughput"}
+
+    latency = data["scenarios"]["latency"]
+    for target in ("sidecar", "direct"):
+        side = latency[target]
+        assert side["ops"] > 0
+        assert side["ops_per_s"] > 0
+        assert set(side["latency_us"]) >= PERCENTILES
+        assert side["latency_us"]["p50"] > 0
+    assert latency["sidecar"]["daemon_cpu_s_per_1k_ops"] is not None
+    assert latency["daemon_rss_max_mb"] > 0
+    assert set(latency["added_us"]) == PERCENTILES
+    assert [block["target"] for block in latency["blocks"]] == ["sidecar", "direct"]
+
+    levels = data["scenarios"]["throughput"]["levels"]
+    assert [level["processes"] for level in levels] == [1, 8]
+    for level in levels:
+        assert level["sidecar"]["ops_per_s"] > 0
+        assert level["direct"]["ops_per_s"] > 0
+        assert level["ratio"] > 0
+
+    markdown = (out / "results.md").read_text()
+    assert "## latency" in markdown
+    assert "## throughput" in markdown
+    assert (out / "results.png").stat().st_size > 0
+
+    # Progress went to stderr, and the daemon it named is gone with its temp dir.
+    found = re.search(r"daemon at (\S+)/d\.sock \(pid (\d+)\)", result.stderr)
+    assert found, result.stderr
+    assert not Path(f"/proc/{found.group(2)}").exists()
+    assert not Path(found.group(1)).exists()
+    assert "latency block 1/2 sidecar" in result.stderr
