@@ -8,11 +8,13 @@ without building objects; the dataclasses are the friendly face for game code.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Any
 
 from drawstate.limits import DEFAULT_LIMITS, DRAW_INT_MAX, DRAW_INT_MIN, INT64_MAX, Limits
@@ -96,6 +98,8 @@ def _list(data: Mapping[str, Any], key: str) -> Sequence[Any]:
 
 
 def _only(data: Mapping[str, Any], allowed: frozenset[str], path: str) -> None:
+    if allowed.issuperset(data):
+        return
     extra = data.keys() - allowed
     if extra:
         raise InvalidState(path or "state", f"unknown field(s): {', '.join(sorted(map(str, extra)))}")
@@ -135,6 +139,46 @@ def _check_prize(item: Any, path: str, limits: Limits) -> None:
     if type(probability) is not float or not 0.0 <= probability <= 1.0:
         raise InvalidState(path + ".probability", "must be a number in [0, 1]")
     _int(item, "value", path + ".", DRAW_INT_MIN, DRAW_INT_MAX)
+
+
+_prize_id = itemgetter("id")
+_prize_name = itemgetter("name")
+_prize_probability = itemgetter("probability")
+_prize_value = itemgetter("value")
+
+
+def _prizes_look_valid(prizes: Sequence[Any], limits: Limits) -> bool:
+    """Column-wise checks in C for long prize lists; False sends them through the exact loop.
+
+    True only when every rule holds; the per-prize loop stays the authority on what is wrong.
+    """
+    try:
+        # Four keys each, and all four present (itemgetter raises otherwise): exactly the fields.
+        if set(map(type, prizes)) != {dict} or set(map(len, prizes)) != {len(_PRIZE_FIELDS)}:
+            return False
+        ids, names = list(map(_prize_id, prizes)), list(map(_prize_name, prizes))
+        probabilities, values = list(map(_prize_probability, prizes)), list(map(_prize_value, prizes))
+    except (KeyError, TypeError, AttributeError):
+        return False
+    text_ok = (
+        set(map(type, ids)) == {str}
+        and set(map(type, names)) == {str}
+        and min(map(len, ids)) >= 1
+        and max(map(len, ids)) <= limits.max_prize_text_chars
+        and max(map(len, names)) <= limits.max_prize_text_chars
+        and all(map(str.isascii, ids))
+        and all(map(str.isascii, names))
+    )
+    numbers_ok = (
+        set(map(type, probabilities)) <= {float, int}
+        and not any(map(math.isnan, probabilities))
+        and min(probabilities) >= 0
+        and max(probabilities) <= 1
+        and set(map(type, values)) == {int}
+        and min(values) >= DRAW_INT_MIN
+        and max(values) <= DRAW_INT_MAX
+    )
+    return text_ok and numbers_ok
 
 
 def _check_error(item: Any, path: str, total: int, limits: Limits) -> None:
@@ -183,11 +227,16 @@ def check_state(data: object, limits: Limits = DEFAULT_LIMITS) -> None:
         raise InvalidState("prize_results", f"{len(prizes)} prizes but completed_count is {completed}")
     if completed + len(errors) > total:
         raise InvalidState("errors", f"completed_count + {len(errors)} errors exceeds total_count")
-    for i, result in enumerate(results):
-        if type(result) is not int or not DRAW_INT_MIN <= result <= DRAW_INT_MAX:
-            raise InvalidState(f"results[{i}]", f"must be an integer within ±{DRAW_INT_MAX}")
-    for i, prize in enumerate(prizes):
-        _check_prize(prize, f"prize_results[{i}]", limits)
+    # Fast path in C (a 1000-draw state is checked on every save); the loop only names the culprit.
+    if results and (
+        set(map(type, results)) != {int} or min(results) < DRAW_INT_MIN or max(results) > DRAW_INT_MAX
+    ):
+        for i, result in enumerate(results):
+            if type(result) is not int or not DRAW_INT_MIN <= result <= DRAW_INT_MAX:
+                raise InvalidState(f"results[{i}]", f"must be an integer within ±{DRAW_INT_MAX}")
+    if prizes and not _prizes_look_valid(prizes, limits):
+        for i, prize in enumerate(prizes):
+            _check_prize(prize, f"prize_results[{i}]", limits)
     for i, error in enumerate(errors):
         _check_error(error, f"errors[{i}]", total, limits)
     start = _int(data, "start_time", "", 1, INT64_MAX)
@@ -273,6 +322,16 @@ class DrawState:
 
     def validate(self, limits: Limits = DEFAULT_LIMITS) -> None:
         check_state(self.to_dict(), limits)
+
+    def copy(self) -> DrawState:
+        """An independent copy: its lists and metadata can change without touching this one."""
+        return replace(
+            self,
+            results=list(self.results),
+            prize_results=list(self.prize_results),
+            errors=list(self.errors),
+            metadata=dict(self.metadata),
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> DrawState:

@@ -369,3 +369,34 @@ def test_slow_loris_partial_frame_is_closed_but_a_busy_client_is_not(make_config
     assert busy.read()["ok"] is True
     busy.close()
     loris.close()
+
+
+def test_state_written_by_another_engine_loads_and_saves_with_every_check(client, new_state, rdb):
+    state = new_state(lock_key="engine:go", completed_count=2, results=[5, 6])
+    raw = (
+        '{"lock_key":"engine:go","operation_id":"%s","total_count":10,"completed_count":2,'
+        '"results":[5,6],"start_time":%d,"last_update_time":%d,"version":4}'
+        % (state.operation_id, state.start_time, state.last_update_time)
+    )
+    rdb.set(f"lottery:state:{{engine:go}}:{state.operation_id}", raw)
+    rdb.zadd("lottery:ops:{engine:go}", {state.operation_id: 1})
+    assert client.load("engine:go").version == 4
+    with pytest.raises(StaleState):
+        client.save(new_state(lock_key="engine:go", operation_id=state.operation_id, completed_count=3,
+                              results=[5, 7, 8]))  # fmt: skip
+    state.completed_count, state.results = 3, [5, 6, 7]
+    assert client.save(state, expect_version=4).version == 5
+
+
+def test_prizes_resent_with_another_key_order_are_not_a_rewrite(peer, new_state):
+    state = new_state(lock_key="order:keys").to_dict()
+    first = {"id": "gold", "name": "Gold", "probability": 0.1, "value": 500}
+    state.update(completed_count=1, prize_results=[first])
+    assert peer.request({"id": 1, "op": "save", "state": state})["ok"]
+    reordered = {"value": 500, "probability": 0.1, "name": "Gold", "id": "gold"}
+    second = {"id": "silver", "name": "Silver", "probability": 0.3, "value": 50}
+    state.update(completed_count=2, prize_results=[reordered, second])
+    assert peer.request({"id": 2, "op": "save", "state": state})["ok"]
+    state.update(completed_count=3, prize_results=[reordered, {**second, "value": 51}, second])
+    reply = peer.request({"id": 3, "op": "save", "state": state})
+    assert reply["error"]["code"] == "stale_state"
