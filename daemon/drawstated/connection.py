@@ -39,7 +39,6 @@ class ServerState:
         self.stats = stats
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
-        self.draining = False
 
 
 class Connection(asyncio.Protocol):
@@ -52,7 +51,7 @@ class Connection(asyncio.Protocol):
         self.read_paused = False
         self.write_paused = False
         self.partial_timer: asyncio.TimerHandle | None = None
-        self.refusing = False
+        self.closing = False
         self.loop = asyncio.get_running_loop()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -94,7 +93,16 @@ class Connection(asyncio.Protocol):
     def _refuse(self, code: str, message: str) -> None:
         """Answer with `id: nil`, read nothing more, and close once requests in flight are answered."""
         self._write(errors.error_reply(None, errors.RequestError(code, message)))
-        self.refusing = True
+        self.close_when_idle()
+
+    def close_when_idle(self) -> None:
+        """Read nothing more; close once every request already started is answered.
+
+        At shutdown, requests the daemon has not read yet stay unanswered on a
+        closed connection: the client resends them on a new one (every op is
+        idempotent), which under socket activation reaches the next daemon.
+        """
+        self.closing = True
         self.frames = FrameBuffer(0)
         if self.transport is not None:
             if self.in_flight:
@@ -109,7 +117,7 @@ class Connection(asyncio.Protocol):
         self._cut_frames()
 
     def _cut_frames(self) -> None:
-        if self.refusing:
+        if self.closing:
             return
         frames = self.frames.frames()
         progressed = False
@@ -175,14 +183,6 @@ class Connection(asyncio.Protocol):
         if type(deadline_ms) is not int or deadline_ms < 1:
             self._answer_bad(request_id, "deadline_ms must be a positive integer")
             return
-        if self.state.draining:
-            self._write(
-                errors.error_reply(
-                    request_id,
-                    errors.RequestError(protocol.OVERLOADED, "daemon is shutting down; retry"),
-                )
-            )
-            return
         budget = min(deadline_ms, self.config.max_deadline_ms) - self.config.reply_margin_ms
         deadline = started + max(budget, 1) / 1000
         task = self.loop.create_task(self._serve(handler, request_id, str(op), request, deadline))
@@ -232,7 +232,7 @@ class Connection(asyncio.Protocol):
         self.state.tasks.discard(task)
         self.in_flight -= 1
         self.state.stats.in_flight -= 1
-        if self.refusing:
+        if self.closing:
             if self.in_flight == 0 and self.transport is not None:
                 self.transport.close()
         elif self.read_paused and self.in_flight < self.config.max_inflight_per_connection:
@@ -250,7 +250,7 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self.refusing or self.write_paused or self.transport is None or self.transport.is_closing():
+        if self.closing or self.write_paused or self.transport is None or self.transport.is_closing():
             return
         self.read_paused = False
         self.transport.resume_reading()

@@ -163,12 +163,13 @@ class Server:
             self.listener.close()
         state = self.state
         if state is not None:
-            state.draining = True
+            for connection in list(state.connections):
+                connection.close_when_idle()
             if state.tasks:
                 await asyncio.wait(set(state.tasks), timeout=self.config.shutdown_grace_s)
             for connection in list(state.connections):
                 if connection.transport is not None:
-                    connection.transport.close()  # flushes replies already written
+                    connection.transport.close()  # past the grace period; flushes what was written
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self.cleanup is not None:

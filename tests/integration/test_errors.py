@@ -6,6 +6,7 @@ validation is what answers.
 
 from __future__ import annotations
 
+import json
 import struct
 import time
 
@@ -373,10 +374,17 @@ def test_slow_loris_partial_frame_is_closed_but_a_busy_client_is_not(make_config
 
 def test_state_written_by_another_engine_loads_and_saves_with_every_check(client, new_state, rdb):
     state = new_state(lock_key="engine:go", completed_count=2, results=[5, 6])
-    raw = (
-        '{"lock_key":"engine:go","operation_id":"%s","total_count":10,"completed_count":2,'
-        '"results":[5,6],"start_time":%d,"last_update_time":%d,"version":4}'
-        % (state.operation_id, state.start_time, state.last_update_time)
+    raw = json.dumps(  # the original engine's field order and no save token
+        {
+            "lock_key": "engine:go",
+            "operation_id": state.operation_id,
+            "total_count": 10,
+            "completed_count": 2,
+            "results": [5, 6],
+            "start_time": state.start_time,
+            "last_update_time": state.last_update_time,
+            "version": 4,
+        }
     )
     rdb.set(f"lottery:state:{{engine:go}}:{state.operation_id}", raw)
     rdb.zadd("lottery:ops:{engine:go}", {state.operation_id: 1})
