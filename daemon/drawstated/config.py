@@ -89,6 +89,9 @@ class Config:
     ttl_s: int = DEFAULT_TTL_S
     log_format: str = "text"
     log_level: str = "INFO"
+    #: Prometheus /metrics port; None (the default) serves no metrics. 0 picks a free port.
+    metrics_port: int | None = None
+    metrics_addr: str = "127.0.0.1"
     default_deadline_ms: int = DEFAULT_DEADLINE_MS
     max_deadline_ms: int = MAX_DEADLINE_MS
     reply_margin_ms: int = REPLY_MARGIN_MS

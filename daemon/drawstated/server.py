@@ -24,6 +24,7 @@ from drawstated.connection import Connection, ServerState
 from drawstated.embedded import EmbeddedRedis
 from drawstated.errors import RequestError
 from drawstated.handlers import Handlers
+from drawstated.metrics import MetricsServer, StatsCollector
 from drawstated.stats import Stats
 from drawstated.store import CloseOutcome, Store, make_pipeline
 
@@ -82,6 +83,7 @@ class Server:
         self.started = asyncio.Event()
         self._stop = asyncio.Event()
         self._watchdog: asyncio.Task[None] | None = None
+        self.metrics: MetricsServer | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -124,6 +126,11 @@ class Server:
         loop = asyncio.get_running_loop()
         state = self.state
         self.listener = await loop.create_unix_server(lambda: Connection(state), sock=sock)
+        if config.metrics_port is not None:
+            cleanup = self.cleanup
+            collector = StatsCollector(self.stats, lambda: len(cleanup))
+            self.metrics = MetricsServer(collector, config.metrics_port, config.metrics_addr)
+            self.metrics.start()
         self._start_watchdog()
         systemd.notify("READY=1", f"STATUS=serving on {config.socket_path}")
         log.info("ready", extra={"socket": str(config.socket_path), "redis": redact_url(url)})
@@ -172,6 +179,8 @@ class Server:
                     connection.transport.close()  # past the grace period; flushes what was written
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.cleanup is not None:
             await self.cleanup.stop()
         if self.store is not None:

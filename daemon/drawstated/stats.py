@@ -7,12 +7,32 @@ happens only when someone asks.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import Counter, deque
 from typing import Any
 
 #: Recent latencies kept per op for percentiles.
 LATENCY_SAMPLES = 4096
 PERCENTILES = (50, 90, 99, 99.9)
+#: Histogram upper bounds (seconds) of request latency, as Prometheus exposes them.
+LATENCY_BUCKETS_S = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+#: Histogram upper bounds of commands per Redis pipeline batch.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class Stats:
@@ -22,6 +42,10 @@ class Stats:
         self.started = time.time()
         self.requests: Counter[tuple[str, str]] = Counter()
         self.latencies: dict[str, deque[float]] = {}
+        #: Per op: counts per LATENCY_BUCKETS_S bucket (last one: above all bounds), and the sum.
+        self.latency_buckets: dict[str, list[int]] = {}
+        self.latency_sums: dict[str, float] = {}
+        self.batch_buckets = [0] * (len(BATCH_BUCKETS) + 1)
         self.redis_retries = 0
         self.redis_connects = 0
         self.batches = 0
@@ -38,7 +62,11 @@ class Stats:
         samples = self.latencies.get(op)
         if samples is None:
             samples = self.latencies[op] = deque(maxlen=LATENCY_SAMPLES)
+            self.latency_buckets[op] = [0] * (len(LATENCY_BUCKETS_S) + 1)
+            self.latency_sums[op] = 0.0
         samples.append(seconds)
+        self.latency_buckets[op][bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.latency_sums[op] += seconds
 
     def count_retry(self) -> None:
         self.redis_retries += 1
@@ -49,6 +77,7 @@ class Stats:
     def count_batch(self, size: int) -> None:
         self.batches += 1
         self.batched_commands += size
+        self.batch_buckets[bisect_left(BATCH_BUCKETS, size)] += 1
         self.max_batch = max(self.max_batch, size)
 
     def snapshot(self) -> dict[str, Any]:
