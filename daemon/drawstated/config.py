@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -105,6 +106,10 @@ class Config:
     allowed_uids: frozenset[int] | None = None
     redis_username: str | None = None
     redis_password: str | None = field(default=None, repr=False)
+    #: TLS to Redis (rediss:// URLs): CA bundle to trust, and a client certificate and key.
+    redis_tls_ca: Path | None = None
+    redis_tls_cert: Path | None = None
+    redis_tls_key: Path | None = None
     redis_pool_size: int = REDIS_POOL_SIZE
     redis_socket_timeout_s: float = REDIS_SOCKET_TIMEOUT_S
     audit_maxlen: int = AUDIT_MAXLEN
@@ -125,6 +130,8 @@ class Config:
             raise ValueError(f"log format must be text or json, got {self.log_format!r}")
         if self.max_frame_bytes <= self.limits.max_state_bytes:
             raise ValueError("max_frame_bytes must exceed max_state_bytes so a state at its cap fits")
+        if self.redis_tls_key and not self.redis_tls_cert:
+            raise ValueError("a TLS client key needs its certificate (redis_tls_cert)")
         if self.durability not in ("ack", "replicated"):
             raise ValueError(f"durability must be ack or replicated, got {self.durability!r}")
         if self.socket_mode & 0o007:
@@ -149,6 +156,15 @@ class Config:
     @property
     def embedded(self) -> bool:
         return self.redis_url is None
+
+    def redis_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for rediss:// URLs, or None to use the system's trust store."""
+        if not (self.redis_tls_ca or self.redis_tls_cert):
+            return None
+        context = ssl.create_default_context(cafile=str(self.redis_tls_ca) if self.redis_tls_ca else None)
+        if self.redis_tls_cert:
+            context.load_cert_chain(self.redis_tls_cert, self.redis_tls_key)
+        return context
 
     def replace(self, **changes: object) -> Config:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

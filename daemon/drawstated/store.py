@@ -54,7 +54,12 @@ def make_pipeline(
     on_connect: Callable[[], None] | None = None,
 ) -> AutoPipeline:
     """The auto-pipeline to the Redis at `url`, credentials from the config (never from argv)."""
-    endpoint = Endpoint.from_url(url, username=config.redis_username, password=config.redis_password)
+    endpoint = Endpoint.from_url(
+        url,
+        username=config.redis_username,
+        password=config.redis_password,
+        ssl_context=config.redis_ssl_context(),
+    )
     return AutoPipeline(
         endpoint,
         size=config.redis_pool_size,

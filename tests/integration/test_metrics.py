@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import wait_until
 
 
 def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -30,10 +31,8 @@ def test_metrics_are_scraped_over_http_with_the_counts_of_what_happened(
         state = new_state()
         for _ in range(3):
             client.save(state)
-        try:
+        with pytest.raises(VersionConflict):
             client.save(state, expect_version=1)
-        except VersionConflict:
-            pass
         client.load(state.lock_key)
         client.rollback(state)
     metrics = _scrape(port)
