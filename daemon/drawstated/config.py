@@ -83,8 +83,12 @@ class Config:
     """Everything the daemon needs to run; no module reads the environment behind its back."""
 
     socket_path: Path = field(default_factory=default_socket_path)
-    #: None → an embedded redis-server in data_dir. A given URL is never replaced.
+    #: None (and no Sentinel) → an embedded redis-server in data_dir. A given URL is never replaced.
+    #: With Sentinel, the URL only carries options (db, TLS); the master's address comes from Sentinel.
     redis_url: str | None = None
+    #: Sentinel addresses ("host:port") and the name of the master they watch.
+    redis_sentinels: tuple[str, ...] = ()
+    sentinel_master: str | None = None
     data_dir: Path = field(default_factory=default_data_dir)
     prefix: str = DEFAULT_PREFIX
     ttl_s: int = DEFAULT_TTL_S
@@ -130,6 +134,11 @@ class Config:
             raise ValueError(f"log format must be text or json, got {self.log_format!r}")
         if self.max_frame_bytes <= self.limits.max_state_bytes:
             raise ValueError("max_frame_bytes must exceed max_state_bytes so a state at its cap fits")
+        if bool(self.redis_sentinels) != bool(self.sentinel_master):
+            raise ValueError("Sentinel needs both its addresses (redis_sentinels) and the master name")
+        for item in self.redis_sentinels:
+            if not item.rpartition(":")[2].isdigit():
+                raise ValueError(f"sentinel address {item!r} is not host:port")
         if self.redis_tls_key and not self.redis_tls_cert:
             raise ValueError("a TLS client key needs its certificate (redis_tls_cert)")
         if self.durability not in ("ack", "replicated"):
@@ -155,7 +164,14 @@ class Config:
 
     @property
     def embedded(self) -> bool:
-        return self.redis_url is None
+        return self.redis_url is None and not self.redis_sentinels
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        addresses = []
+        for item in self.redis_sentinels:
+            host, _, port = item.rpartition(":")
+            addresses.append((host.strip("[]") or "127.0.0.1", int(port)))
+        return addresses
 
     def redis_ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for rediss:// URLs, or None to use the system's trust store."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from drawstated.resp import Endpoint, RespConnection, close_quietly, connect, pack_command
@@ -30,7 +30,7 @@ class AutoPipeline:
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        resolve: Callable[[], Awaitable[Endpoint]],
         *,
         size: int,
         connect_timeout_s: float,
@@ -38,7 +38,8 @@ class AutoPipeline:
         on_batch: Callable[[int], None] | None = None,
         on_connect: Callable[[], None] | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        #: Where to connect, asked anew for every connection (Sentinel: the current master).
+        self.resolve = resolve
         self._size = size
         self._connect_timeout_s = connect_timeout_s
         self._stall_timeout_s = stall_timeout_s
@@ -77,6 +78,9 @@ class AutoPipeline:
 
     def _pick(self) -> RespConnection | None:
         """The least busy live connection; opens another while all are busy and the pool has room."""
+        for conn in self._conns:
+            if conn.demoted and not conn.lost:
+                conn.retire()
         self._conns = [conn for conn in self._conns if conn.usable]
         best = min(self._conns, key=lambda conn: conn.outstanding, default=None)
         if (best is None or best.outstanding) and len(self._conns) < self._size:
@@ -91,7 +95,7 @@ class AutoPipeline:
     async def _open(self) -> RespConnection:
         try:
             conn = await connect(
-                self.endpoint,
+                await self.resolve(),
                 connect_timeout_s=self._connect_timeout_s,
                 stall_timeout_s=self._stall_timeout_s,
             )
@@ -137,13 +141,15 @@ class AutoPipeline:
         acked: asyncio.Future[Any] = loop.create_future()
 
         def deliver(done: asyncio.Future[Any]) -> None:
+            acked_error = acked.exception()
             for (_, future, wait), reply in zip(batch, replies, strict=True):
-                if wait is None or future.done():
+                if wait is None:
                     continue
-                if reply.exception() is not None:
-                    future.set_exception(reply.exception())  # type: ignore[arg-type]
-                elif acked.exception() is not None:
-                    future.set_exception(acked.exception())  # type: ignore[arg-type]
+                error = reply.exception() or acked_error  # read even if unused: no "never retrieved"
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
                 else:
                     future.set_result((reply.result(), int(acked.result())))
 

@@ -25,6 +25,8 @@ from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 pack_command = hiredis.pack_command
+#: Replies that mean this server stopped being a writable master (a failover happened).
+_DEMOTED = ("READONLY", "MASTERDOWN")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class RespConnection(asyncio.Protocol):
         self._last_progress = 0.0
         self._stall_timer: asyncio.TimerHandle | None = None
         self.lost = False
+        #: The server told us it is no longer the master: finish what is in flight, send nothing new.
+        self.demoted = False
 
     @property
     def outstanding(self) -> int:
@@ -88,7 +92,12 @@ class RespConnection(asyncio.Protocol):
 
     @property
     def usable(self) -> bool:
-        return not self.lost and self._transport is not None and not self._transport.is_closing()
+        return (
+            not self.lost
+            and not self.demoted
+            and self._transport is not None
+            and not self._transport.is_closing()
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -102,12 +111,16 @@ class RespConnection(asyncio.Protocol):
                 self._fail(InvalidResponse("reply with no request waiting"))
                 return
             waiter = waiters.popleft()
+            if isinstance(reply, ResponseError) and str(reply).startswith(_DEMOTED):
+                self.demoted = True  # failover: the pool reconnects, asking Sentinel anew
             if waiter.done():
                 continue  # the caller gave up (deadline); its reply is dropped here
             if isinstance(reply, ResponseError):
                 waiter.set_exception(reply)
             else:
                 waiter.set_result(reply)
+        if self.demoted and not waiters:
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"connection to redis lost: {exc or 'closed by server'}"))
@@ -157,6 +170,12 @@ class RespConnection(asyncio.Protocol):
         if self._transport is not None and not self.lost:
             self._transport.close()
         self.lost = True
+
+    def retire(self) -> None:
+        """Close once the replies already asked for have arrived (a demoted master's connection)."""
+        self.demoted = True
+        if not self._waiters:
+            self.close()
 
 
 async def connect(endpoint: Endpoint, *, connect_timeout_s: float, stall_timeout_s: float) -> RespConnection:

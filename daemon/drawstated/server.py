@@ -99,7 +99,7 @@ class Server:
         config = self.config
         log.info("starting drawstate daemon", extra={"config": repr(config)})
         url = config.redis_url
-        if url is None:
+        if config.embedded:
             self.embedded = EmbeddedRedis(config.data_dir)
             url = await self.embedded.start()
         self.store = Store(
@@ -136,7 +136,7 @@ class Server:
         log.info("ready", extra={"socket": str(config.socket_path), "redis": redact_url(url)})
         self.started.set()
 
-    async def _load_scripts(self, url: str) -> None:
+    async def _load_scripts(self, url: str | None) -> None:
         assert self.store is not None
         try:
             await self.store.load_scripts(asyncio.get_running_loop().time() + STARTUP_REDIS_WAIT_S)

@@ -8,14 +8,16 @@ values or RequestErrors, so no other module knows a script's reply layout.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ResponseError
 
 from drawstate import protocol
@@ -48,26 +50,60 @@ class CloseOutcome:
 
 def make_pipeline(
     config: Config,
-    url: str,
+    url: str | None,
     *,
     on_batch: Callable[[int], None] | None = None,
     on_connect: Callable[[], None] | None = None,
 ) -> AutoPipeline:
-    """The auto-pipeline to the Redis at `url`, credentials from the config (never from argv)."""
+    """The auto-pipeline to Redis: the URL's server, or the master Sentinel names (asked per connection)."""
     endpoint = Endpoint.from_url(
-        url,
+        url or "redis://127.0.0.1:6379/0",
         username=config.redis_username,
         password=config.redis_password,
         ssl_context=config.redis_ssl_context(),
     )
+    resolve: Callable[[], Awaitable[Endpoint]]
+    if config.redis_sentinels:
+        resolve = SentinelResolver(config, endpoint)
+    else:
+
+        async def resolve() -> Endpoint:
+            return endpoint
+
     return AutoPipeline(
-        endpoint,
+        resolve,
         size=config.redis_pool_size,
         connect_timeout_s=min(1.0, config.redis_socket_timeout_s),
         stall_timeout_s=config.redis_socket_timeout_s,
         on_batch=on_batch,
         on_connect=on_connect,
     )
+
+
+class SentinelResolver:
+    """Asks Sentinel for the current master of `sentinel_master`, each time a connection opens.
+
+    After a failover the old master's connections fail or answer READONLY; the
+    pool drops them, and the next connection lands on the promoted replica.
+    """
+
+    def __init__(self, config: Config, template: Endpoint) -> None:
+        assert config.sentinel_master is not None
+        self.master = config.sentinel_master
+        self.template = template
+        timeout = min(1.0, config.redis_socket_timeout_s)
+        self.sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            config.sentinel_addresses(),
+            sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+        )
+        self.last: tuple[str, int] | None = None
+
+    async def __call__(self) -> Endpoint:
+        host, port = await self.sentinel.discover_master(self.master)  # MasterNotFoundError: transient
+        if (host, port) != self.last:
+            log.warning("redis master is %s:%s (from sentinel)", host, port)
+            self.last = (host, port)
+        return dataclasses.replace(self.template, host=host, port=int(port), path=None)
 
 
 class Store:
