@@ -22,6 +22,7 @@ from drawstate import Client, DrawState, new_operation_id
 from drawstated.config import Config
 from tests.support.daemon import DaemonThread
 from tests.support.redis_proc import RedisProcess
+from tests.support.topology import ClusterTopology
 
 
 def _docker_reachable() -> bool:
@@ -36,9 +37,22 @@ def _docker_reachable() -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    """URL of a Redis shared by the session (flushed before each test that uses it)."""
+#: The shared Redis of the session's tests, in each topology the daemon supports. A cluster's
+#: "URL" is `cluster:<seed>,<seed>` here only; make_config turns it into Config.redis_cluster.
+TOPOLOGIES = os.environ.get("DRAWSTATE_TEST_TOPOLOGIES", "standalone,cluster").split(",")
+CLUSTER_PREFIX = "cluster:"
+
+
+@pytest.fixture(scope="session", params=TOPOLOGIES)
+def redis_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The shared Redis of the session: one server (a container where Docker runs), or a Cluster."""
+    if request.param == "cluster":
+        topology = ClusterTopology()
+        try:
+            yield CLUSTER_PREFIX + ",".join(topology.addresses)
+        finally:
+            topology.cleanup()
+        return
     if _docker_reachable():
         from testcontainers.redis import RedisContainer
 
@@ -53,18 +67,30 @@ def redis_server() -> Iterator[str]:
         proc.cleanup()
 
 
+def direct_client(url: str) -> redis.Redis | redis.RedisCluster:
+    """redis-py on the test's Redis, whatever its topology, to plant and inspect keys."""
+    if url.startswith(CLUSTER_PREFIX):
+        host, port = url.removeprefix(CLUSTER_PREFIX).split(",")[0].rsplit(":", 1)
+        return redis.RedisCluster(host=host, port=int(port), socket_timeout=5)
+    return redis.Redis.from_url(url, socket_timeout=5)
+
+
 @pytest.fixture
 def redis_url(redis_server: str) -> str:
-    with redis.Redis.from_url(redis_server) as client:
-        client.flushall()
-        client.script_flush()
+    with direct_client(redis_server) as client:
+        if isinstance(client, redis.RedisCluster):
+            client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
+            client.execute_command("SCRIPT", "FLUSH", target_nodes=redis.RedisCluster.ALL_NODES)
+        else:
+            client.flushall()
+            client.script_flush()
     return redis_server
 
 
 @pytest.fixture
-def rdb(redis_url: str) -> Iterator[redis.Redis]:
+def rdb(redis_url: str) -> Iterator[redis.Redis | redis.RedisCluster]:
     """A direct redis-py client on the test's Redis, to plant and inspect keys."""
-    client = redis.Redis.from_url(redis_url)
+    client = direct_client(redis_url)
     yield client
     client.close()
 
@@ -93,6 +119,10 @@ def make_config(sock_dir: Path) -> Callable[..., Config]:
             "data_dir": sock_dir / "data",
         }
         values.update(overrides)
+        url = values.get("redis_url") or ""
+        if url.startswith(CLUSTER_PREFIX):
+            values["redis_url"] = None
+            values["redis_cluster"] = tuple(url.removeprefix(CLUSTER_PREFIX).split(","))
         return Config(**values)
 
     return make

@@ -67,6 +67,14 @@ def redact_url(url: str | None) -> str | None:
     return redacted.replace(":/", ":///", 1) if url.startswith(f"{parts.scheme}:///") else redacted
 
 
+def _addresses(items: tuple[str, ...]) -> list[tuple[str, int]]:
+    addresses = []
+    for item in items:
+        host, _, port = item.rpartition(":")
+        addresses.append((host.strip("[]") or "127.0.0.1", int(port)))
+    return addresses
+
+
 def password_from_env() -> str | None:
     """DRAWSTATE_REDIS_PASSWORD, else the contents of DRAWSTATE_REDIS_PASSWORD_FILE."""
     password = os.environ.get(PASSWORD_ENV)
@@ -89,6 +97,8 @@ class Config:
     #: Sentinel addresses ("host:port") and the name of the master they watch.
     redis_sentinels: tuple[str, ...] = ()
     sentinel_master: str | None = None
+    #: Redis Cluster seed nodes ("host:port"); the rest of the cluster is discovered from them.
+    redis_cluster: tuple[str, ...] = ()
     data_dir: Path = field(default_factory=default_data_dir)
     prefix: str = DEFAULT_PREFIX
     ttl_s: int = DEFAULT_TTL_S
@@ -136,9 +146,11 @@ class Config:
             raise ValueError("max_frame_bytes must exceed max_state_bytes so a state at its cap fits")
         if bool(self.redis_sentinels) != bool(self.sentinel_master):
             raise ValueError("Sentinel needs both its addresses (redis_sentinels) and the master name")
-        for item in self.redis_sentinels:
+        if self.redis_sentinels and self.redis_cluster:
+            raise ValueError("choose Sentinel or Cluster, not both")
+        for item in (*self.redis_sentinels, *self.redis_cluster):
             if not item.rpartition(":")[2].isdigit():
-                raise ValueError(f"sentinel address {item!r} is not host:port")
+                raise ValueError(f"redis node address {item!r} is not host:port")
         if self.redis_tls_key and not self.redis_tls_cert:
             raise ValueError("a TLS client key needs its certificate (redis_tls_cert)")
         if self.durability not in ("ack", "replicated"):
@@ -164,14 +176,13 @@ class Config:
 
     @property
     def embedded(self) -> bool:
-        return self.redis_url is None and not self.redis_sentinels
+        return self.redis_url is None and not self.redis_sentinels and not self.redis_cluster
 
     def sentinel_addresses(self) -> list[tuple[str, int]]:
-        addresses = []
-        for item in self.redis_sentinels:
-            host, _, port = item.rpartition(":")
-            addresses.append((host.strip("[]") or "127.0.0.1", int(port)))
-        return addresses
+        return _addresses(self.redis_sentinels)
+
+    def cluster_seeds(self) -> list[tuple[str, int]]:
+        return _addresses(self.redis_cluster)
 
     def redis_ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for rediss:// URLs, or None to use the system's trust store."""

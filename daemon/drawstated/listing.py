@@ -2,8 +2,9 @@
 
 One lock key walks its index (pending.lua, ordered by operation id; the cursor
 is the last id returned). Every lock key walks SCAN with a match pattern, never
-KEYS; its opaque cursor is "<scan cursor>:<keys of that step already returned>",
-so a page can end in the middle of a SCAN step without losing the rest.
+KEYS, on every master of a Cluster in turn; its opaque cursor is
+"<node>.<scan cursor>:<keys of that step already returned>", so a page can end
+in the middle of a SCAN step without losing the rest.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from drawstated import errors, keys, requests
 from drawstated.store import Store
 
 ItemFn = Callable[[tuple[str, str], bytes], "dict[str, Any] | None"]
-_SCAN_CURSOR_RE = re.compile(r"(\d{1,20}):(\d{1,9})")
+_SCAN_CURSOR_RE = re.compile(r"(\d{1,4})\.(\d{1,20}):(\d{1,9})")
 #: A page of the all-keys walk returns early (with a cursor) past this share of its deadline.
 PAGE_TIME_SHARE = 0.5
 
@@ -81,19 +82,21 @@ async def _all_locks(
     limit: int,
     deadline: float,
 ) -> dict[str, Any]:
-    scan_cursor, skip = 0, 0
+    node, scan_cursor, skip = 0, 0, 0
     if cursor:
         match = _SCAN_CURSOR_RE.fullmatch(cursor)
         if match is None:
             raise errors.invalid("cursor is not one this daemon returned")
-        scan_cursor, skip = int(match[1]), int(match[2])
+        node, scan_cursor, skip = int(match[1]), int(match[2]), int(match[3])
+    nodes = await store.scan_node_count()
     loop = asyncio.get_running_loop()
     soft_deadline = loop.time() + (deadline - loop.time()) * PAGE_TIME_SHARE
     items: list[dict[str, Any]] = []
-    while True:
-        next_cursor, names = await store.scan_states(scan_cursor, deadline)
+    while node < nodes:
+        next_cursor, names = await store.scan_states(node, scan_cursor, deadline)
         names = sorted(names)[skip:]  # sorted, so a repeated step skips the same keys
         raws = await store.get_many(names, deadline)
+        following = (node, next_cursor) if next_cursor else (node + 1, 0)
         for taken, (name, raw) in enumerate(zip(names, raws, strict=True), start=1):
             if raw is None:
                 continue  # expired between SCAN and GET
@@ -103,10 +106,14 @@ async def _all_locks(
                 items.append(found)
             if len(items) == limit:
                 if taken < len(names):
-                    return {"items": items, "cursor": f"{scan_cursor}:{skip + taken}"}
-                return {"items": items, "cursor": None if next_cursor == 0 else f"{next_cursor}:0"}
-        if next_cursor == 0:
-            return {"items": items, "cursor": None}
-        scan_cursor, skip = next_cursor, 0
+                    return {"items": items, "cursor": f"{node}.{scan_cursor}:{skip + taken}"}
+                return {"items": items, "cursor": _cursor(following, nodes)}
+        (node, scan_cursor), skip = following, 0
         if loop.time() >= soft_deadline:
-            return {"items": items, "cursor": f"{scan_cursor}:0"}
+            return {"items": items, "cursor": _cursor(following, nodes)}
+    return {"items": items, "cursor": None}
+
+
+def _cursor(position: tuple[int, int], nodes: int) -> str | None:
+    node, scan_cursor = position
+    return None if node >= nodes else f"{node}.{scan_cursor}:0"

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from drawstated.resp import Endpoint, RespConnection, close_quietly, connect, pack_command
 
@@ -25,12 +25,45 @@ Wait = tuple[int, int]
 _Item = tuple[Command, "asyncio.Future[Any]", Wait | None]
 
 
+class Resolver(Protocol):
+    """Where the next connection goes; asked for every connection opened."""
+
+    async def __call__(self) -> Endpoint: ...
+
+    async def aclose(self) -> None: ...
+
+
+class FixedEndpoint:
+    """A Resolver for one known server."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    async def __call__(self) -> Endpoint:
+        return self.endpoint
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Backend(Protocol):
+    """What the store needs from Redis: AutoPipeline (one server) or ClusterRouter (many)."""
+
+    def submit(self, *command: Any, wait: Wait | None = None) -> asyncio.Future[Any]: ...
+
+    def submit_to(self, node_index: int, *command: Any) -> asyncio.Future[Any]: ...
+
+    async def scan_node_count(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
 class AutoPipeline:
     """Batches commands per loop tick over a small pool of lean Redis connections."""
 
     def __init__(
         self,
-        resolve: Callable[[], Awaitable[Endpoint]],
+        resolve: Resolver,
         *,
         size: int,
         connect_timeout_s: float,
@@ -46,6 +79,7 @@ class AutoPipeline:
         self._on_batch = on_batch
         self._on_connect = on_connect
         self._conns: list[RespConnection] = []
+        self._opened: set[RespConnection] = set()  # also retired ones, to close them all at the end
         self._connecting: asyncio.Task[RespConnection] | None = None
         self._queue: list[_Item] = []
         self._flush_scheduled = False
@@ -60,6 +94,13 @@ class AutoPipeline:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         return future
+
+    def submit_to(self, node_index: int, *command: Any) -> asyncio.Future[Any]:
+        """For one node of the topology: a standalone server is node 0, the only one."""
+        return self.submit(*command)
+
+    async def scan_node_count(self) -> int:
+        return 1
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -102,6 +143,8 @@ class AutoPipeline:
         finally:
             self._connecting = None
         self._conns.append(conn)
+        self._opened = {c for c in self._opened if not c.lost}
+        self._opened.add(conn)
         if self._on_connect is not None:
             self._on_connect()
         log.debug("redis connection opened", extra={"pool": len(self._conns)})
@@ -166,9 +209,10 @@ class AutoPipeline:
             task.cancel()
         if self._connecting is not None:
             self._connecting.cancel()
-        for conn in self._conns:
+        for conn in self._opened | set(self._conns):
             await close_quietly(conn)
-        self._conns = []
+        self._conns, self._opened = [], set()
+        await self.resolve.aclose()
 
 
 def _fail(batch: list[_Item], exc: BaseException) -> None:

@@ -18,6 +18,7 @@ import socket
 from pathlib import Path
 
 from drawstated import systemd
+from drawstated.backends import make_pipeline
 from drawstated.cleanup import JOURNAL_NAME, DeferredCleanup, DeferredRollback
 from drawstated.config import Config, redact_url
 from drawstated.connection import Connection, ServerState
@@ -26,7 +27,7 @@ from drawstated.errors import RequestError
 from drawstated.handlers import Handlers
 from drawstated.metrics import MetricsServer, StatsCollector
 from drawstated.stats import Stats
-from drawstated.store import CloseOutcome, Store, make_pipeline
+from drawstated.store import CloseOutcome, Store
 
 log = logging.getLogger("drawstated.server")
 

@@ -8,28 +8,27 @@ values or RequestErrors, so no other module knows a script's reply layout.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ResponseError
 
 from drawstate import protocol
 from drawstated import errors, keys
 from drawstated.config import Config
-from drawstated.pipeline import AutoPipeline, Wait
-from drawstated.resp import Endpoint
+from drawstated.pipeline import Backend, Wait
 from drawstated.retry import is_transient, with_retries
 
 log = logging.getLogger("drawstated.store")
 
-SCRIPT_NAMES = ("save", "load", "close", "pending")
+SCRIPT_NAMES = ("save", "close", "prune")
+#: Index members whose state keys are read per round trip by load and pending.
+READ_CHUNK = 16
 #: SCAN COUNT hint per round trip when listing every lock key's operations.
 SCAN_COUNT = 500
 #: Deadline for loading the scripts when no request deadline applies (start-up).
@@ -48,69 +47,11 @@ class CloseOutcome:
     body: bytes | None
 
 
-def make_pipeline(
-    config: Config,
-    url: str | None,
-    *,
-    on_batch: Callable[[int], None] | None = None,
-    on_connect: Callable[[], None] | None = None,
-) -> AutoPipeline:
-    """The auto-pipeline to Redis: the URL's server, or the master Sentinel names (asked per connection)."""
-    endpoint = Endpoint.from_url(
-        url or "redis://127.0.0.1:6379/0",
-        username=config.redis_username,
-        password=config.redis_password,
-        ssl_context=config.redis_ssl_context(),
-    )
-    resolve: Callable[[], Awaitable[Endpoint]]
-    if config.redis_sentinels:
-        resolve = SentinelResolver(config, endpoint)
-    else:
-
-        async def resolve() -> Endpoint:
-            return endpoint
-
-    return AutoPipeline(
-        resolve,
-        size=config.redis_pool_size,
-        connect_timeout_s=min(1.0, config.redis_socket_timeout_s),
-        stall_timeout_s=config.redis_socket_timeout_s,
-        on_batch=on_batch,
-        on_connect=on_connect,
-    )
-
-
-class SentinelResolver:
-    """Asks Sentinel for the current master of `sentinel_master`, each time a connection opens.
-
-    After a failover the old master's connections fail or answer READONLY; the
-    pool drops them, and the next connection lands on the promoted replica.
-    """
-
-    def __init__(self, config: Config, template: Endpoint) -> None:
-        assert config.sentinel_master is not None
-        self.master = config.sentinel_master
-        self.template = template
-        timeout = min(1.0, config.redis_socket_timeout_s)
-        self.sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            config.sentinel_addresses(),
-            sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
-        )
-        self.last: tuple[str, int] | None = None
-
-    async def __call__(self) -> Endpoint:
-        host, port = await self.sentinel.discover_master(self.master)  # MasterNotFoundError: transient
-        if (host, port) != self.last:
-            log.warning("redis master is %s:%s (from sentinel)", host, port)
-            self.last = (host, port)
-        return dataclasses.replace(self.template, host=host, port=int(port), path=None)
-
-
 class Store:
     """The daemon's view of Redis: save, load, close, list, audit."""
 
     def __init__(
-        self, pipeline: AutoPipeline, config: Config, *, on_retry: Callable[[], None] | None = None
+        self, pipeline: Backend, config: Config, *, on_retry: Callable[[], None] | None = None
     ) -> None:
         self.pipeline = pipeline
         self.prefix = config.prefix
@@ -128,18 +69,30 @@ class Store:
         """SCRIPT LOAD every script (at start, and after Redis answers NOSCRIPT)."""
         if deadline is None:
             deadline = asyncio.get_running_loop().time() + SCRIPT_LOAD_DEADLINE_S
-        for source in self._sources.values():
-            await self._run(deadline, "SCRIPT", "LOAD", source)
+        for node in range(await self.pipeline.scan_node_count()):
+            for source in self._sources.values():
+                await self._run(deadline, "SCRIPT", "LOAD", source, node=node)
 
     async def close(self) -> None:
         await self.pipeline.close()
 
     # --- plumbing ---------------------------------------------------------------
 
-    async def _run(self, deadline: float, *command: Any, wait: Wait | None = None) -> Any:
-        """One command: a plain first attempt (the hot path), tenacity only once it has failed."""
+    async def _run(
+        self, deadline: float, *command: Any, wait: Wait | None = None, node: int | None = None
+    ) -> Any:
+        """One command: a plain first attempt (the hot path), tenacity only once it has failed.
+
+        `node` sends it to one node of the topology (SCAN, SCRIPT LOAD on Cluster) instead of by key.
+        """
         loop = asyncio.get_running_loop()
-        future = self.pipeline.submit(*command, wait=wait)
+
+        def send() -> asyncio.Future[Any]:
+            if node is None:
+                return self.pipeline.submit(*command, wait=wait)
+            return self.pipeline.submit_to(node, *command)
+
+        future = send()
         timer = loop.call_at(deadline, _expire, future)
         try:
             return await future
@@ -155,9 +108,7 @@ class Store:
             timer.cancel()
         if self._on_retry is not None:
             self._on_retry()
-        return await with_retries(
-            lambda: self.pipeline.submit(*command, wait=wait), deadline, self._on_retry, first_failed=True
-        )
+        return await with_retries(send, deadline, self._on_retry, first_failed=True)
 
     async def _script(
         self,
@@ -251,15 +202,38 @@ class Store:
     async def load(
         self, lock_key: str, operation_id: str | None, deadline: float
     ) -> tuple[str, bytes] | None:
-        """(operation_id, raw JSON) of the requested or newest live operation, or None."""
+        """(operation_id, raw JSON) of the requested or newest live operation, or None.
+
+        Without an id: the index newest first, then the state keys by name. Every
+        key is named in its own command, never read from inside a script: while
+        Cluster migrates the lock key's slot, a script's undeclared reads would
+        miss keys already moved, where a command is redirected to them (ASK).
+        """
         p = self.prefix
-        keys_ = [keys.index_key(p, lock_key)]
         if operation_id is not None:
-            keys_.append(keys.state_key(p, lock_key, operation_id))
-        reply = await self._script("load", deadline, keys_, [keys.state_key_base(p, lock_key)])
-        if reply is None:
-            return None
-        return (operation_id or reply[0].decode()), reply[1]
+            raw = await self._run(deadline, "GET", keys.state_key(p, lock_key, operation_id))
+            return None if raw is None else (operation_id, raw)
+        members = await self._run(deadline, "ZREVRANGE", keys.index_key(p, lock_key), 0, -1)
+        for start in range(0, len(members), READ_CHUNK):
+            found = await self._states(lock_key, members[start : start + READ_CHUNK], deadline)
+            if found:
+                return found[0]
+        return None
+
+    async def _states(self, lock_key: str, members: list[bytes], deadline: float) -> list[tuple[str, bytes]]:
+        """(operation_id, raw JSON) of the members whose state still exists; the rest are pruned."""
+        ids = [member.decode() for member in members]
+        names = [keys.state_key(self.prefix, lock_key, operation_id) for operation_id in ids]
+        raws = await self.get_many(names, deadline)
+        expired = [operation_id for operation_id, raw in zip(ids, raws, strict=True) if raw is None]
+        for operation_id in expired:
+            # Atomic and by declared keys: drops the member only if its state is really gone.
+            index, state = (
+                keys.index_key(self.prefix, lock_key),
+                keys.state_key(self.prefix, lock_key, operation_id),
+            )
+            await self._script("prune", deadline, [index, state], [operation_id])
+        return [(operation_id, raw) for operation_id, raw in zip(ids, raws, strict=True) if raw is not None]
 
     async def close_operation(
         self, kind: str, lock_key: str, operation_id: str, ttl_ms: int, deadline: float
@@ -290,32 +264,29 @@ class Store:
         self, lock_key: str, after: str, limit: int, deadline: float
     ) -> tuple[list[tuple[str, bytes]], str | None]:
         """A page of (operation_id, raw JSON) of one lock key, by operation id; next `after`."""
-        p = self.prefix
-        reply = await self._script(
-            "pending",
-            deadline,
-            [keys.index_key(p, lock_key)],
-            [keys.state_key_base(p, lock_key), after, limit],
-        )
-        following = reply[0].decode() or None
-        items = [(reply[i].decode(), reply[i + 1]) for i in range(1, len(reply), 2)]
-        return items, following
+        members = await self._run(deadline, "ZRANGE", keys.index_key(self.prefix, lock_key), 0, -1)
+        candidates = sorted(member for member in members if member.decode() > after)
+        items: list[tuple[str, bytes]] = []
+        for start in range(0, len(candidates), READ_CHUNK):
+            items += await self._states(lock_key, candidates[start : start + READ_CHUNK], deadline)
+            if len(items) >= limit:
+                following = items[limit - 1][0]
+                more = start + READ_CHUNK < len(candidates) or len(items) > limit
+                return items[:limit], following if more else None
+        return items, None
 
-    async def scan_states(self, cursor: int, deadline: float) -> tuple[int, list[bytes]]:
-        """One SCAN step over every state key under the prefix (never KEYS)."""
-        reply = await self._run(
-            deadline,
-            "SCAN",
-            cursor,
-            "MATCH",
-            keys.state_scan_pattern(self.prefix),
-            "COUNT",
-            SCAN_COUNT,
-        )
+    async def scan_node_count(self) -> int:
+        """How many nodes a full SCAN walks: 1, or every master of a Cluster."""
+        return await self.pipeline.scan_node_count()
+
+    async def scan_states(self, node: int, cursor: int, deadline: float) -> tuple[int, list[bytes]]:
+        """One SCAN step on one node over every state key under the prefix (never KEYS)."""
+        pattern = keys.state_scan_pattern(self.prefix)
+        reply = await self._run(deadline, "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, node=node)
         next_cursor, names = reply
         return int(next_cursor), list(names)
 
-    async def get_many(self, names: list[bytes], deadline: float) -> list[bytes | None]:
+    async def get_many(self, names: list[Any], deadline: float) -> list[bytes | None]:
         """GET each key in one pipeline (MGET would cross slots on Cluster)."""
 
         async def attempt() -> list[bytes | None]:

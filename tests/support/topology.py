@@ -25,17 +25,28 @@ def redis_binary() -> str:
     return str(system) if system.exists() else find_redis_server()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(*, cluster_bus: bool = False) -> int:
+    """A free loopback port; for a cluster node, one whose bus port (+10000) is free as well."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if not cluster_bus:
+            return port
+        if port + 10000 <= 65535:
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
 
 
 class TcpRedis:
     """One redis-server (or sentinel) on 127.0.0.1:<port>; restartable on the same port."""
 
     def __init__(self, root: Path, name: str, args: list[str], *, sentinel: bool = False) -> None:
-        self.port = free_port()
+        self.port = free_port(cluster_bus="cluster-enabled yes" in args)
         self.dir = root / name
         self.dir.mkdir(parents=True)
         self.args = args
@@ -138,5 +149,70 @@ class SentinelTopology:
 
     def cleanup(self) -> None:
         for node in [*self.sentinels, *self.replicas, self.master]:
+            node.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def redis_cli() -> str:
+    system = Path("/usr/bin/redis-cli")
+    return str(system) if system.exists() else (shutil.which("redis-cli") or "redis-cli")
+
+
+class ClusterTopology:
+    """A Redis Cluster of `masters` masters with one replica each, made by `redis-cli --cluster create`."""
+
+    def __init__(self, masters: int = 3, replicas: int = 1) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="dclu-", dir="/tmp"))
+        settings = ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 1000",
+                    "cluster-replica-validity-factor 0", "repl-diskless-sync-delay 0"]  # fmt: skip
+        self.nodes = [
+            TcpRedis(self.root, f"node{i}", settings).start() for i in range(masters * (1 + replicas))
+        ]
+        create = [redis_cli(), "--cluster", "create", *self.addresses,
+                  "--cluster-replicas", str(replicas), "--cluster-yes"]  # fmt: skip
+        subprocess.run(create, check=True, capture_output=True, timeout=60)
+        self.wait_ok()
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{node.port}" for node in self.nodes]
+
+    def client(self) -> redis.RedisCluster:
+        return redis.RedisCluster(host="127.0.0.1", port=self.nodes[0].port, socket_timeout=2)
+
+    def masters(self) -> list[TcpRedis]:
+        found = []
+        for node in self.nodes:
+            try:
+                with node.client() as client:
+                    if client.info("replication")["role"] == "master":
+                        found.append(node)
+            except redis.RedisError:
+                continue
+        return found
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Every live node says cluster_state:ok and every replica is in sync."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ok = True
+                for node in self.nodes:
+                    if node.proc is None or node.proc.poll() is not None:
+                        continue
+                    with node.client() as client:
+                        ok &= b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO")
+                        info = client.info("replication")
+                        if info["role"] == "slave":
+                            ok &= info.get("master_link_status") == "up"
+                if ok:
+                    return
+            except redis.RedisError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("cluster did not become ok")
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
             node.stop()
         shutil.rmtree(self.root, ignore_errors=True)
