@@ -1,10 +1,11 @@
 """drawstate: keep multi-draw (10-pull) progress safe through a local sidecar daemon.
 
-A game process saves its DrawState after every draw through `Client`; after a
-crash it loads the state and resumes, or rolls the operation back and refunds.
+A game process drives each multi-draw through `MultiDraw` (start, record every
+draw, complete); after a crash a new process resumes it, or rolls it back and
+refunds from the `Refund` it returns. `Client` is the plain blocking client below it.
 """
 
-from drawstate.client import Client, PendingItem, PendingPage, RollbackResult, SaveResult
+from drawstate.client import AuditPage, Client, PendingItem, PendingPage, RollbackResult, SaveResult
 from drawstate.errors import (
     DeadlineExceeded,
     DrawStateCorrupted,
@@ -23,9 +24,12 @@ from drawstate.errors import (
 )
 from drawstate.limits import DEFAULT_LIMITS, Limits
 from drawstate.model import DrawError, DrawState, InvalidState, Prize, new_operation_id
+from drawstate.multidraw import MultiDraw
+from drawstate.refund import Refund
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "AuditPage",
     "Client",
     "DeadlineExceeded",
     "DrawError",
@@ -38,6 +42,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidState",
     "Limits",
+    "MultiDraw",
     "NotFound",
     "OperationClosed",
     "Overloaded",
@@ -45,6 +50,7 @@ __all__ = [
     "PendingPage",
     "Prize",
     "RedisUnavailable",
+    "Refund",
     "RollbackResult",
     "SaveResult",
     "SidecarUnavailable",

@@ -192,11 +192,15 @@ class Client:
     def iter_pending(
         self, lock_key: str | None = None, *, older_than_s: int | None = None, limit: int = 100
     ) -> Iterator[PendingItem]:
-        """Every pending operation, page after page."""
+        """Every pending operation, page after page, each once (a SCAN walk may repeat one)."""
         cursor: str | None = None
+        seen: set[tuple[str, str]] = set()
         while True:
             page = self.pending(lock_key, older_than_s=older_than_s, limit=limit, cursor=cursor)
-            yield from page.items
+            for item in page.items:
+                if (item.lock_key, item.operation_id) not in seen:
+                    seen.add((item.lock_key, item.operation_id))
+                    yield item
             if page.cursor is None:
                 return
             cursor = page.cursor

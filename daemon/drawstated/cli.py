@@ -1,22 +1,28 @@
 """The `drawstate` command: `serve` runs the daemon; the rest talk to a running one.
 
-Click only parses: `serve` builds a Config and hands it to server.run, the
-others call the blocking Client. Every option also reads DRAWSTATE_<OPTION>.
+Click only parses: `serve` builds a Config and hands it to server.run; the
+client-side commands (ping, load, pending, rollback, stats, audit) live in
+cli_client.py and call the blocking Client. Every option also reads DRAWSTATE_<OPTION>.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 
-from drawstate import Client, DrawStateError, SidecarUnavailable
-from drawstate.client import DEFAULT_TIMEOUT_S
 from drawstated import __version__
+from drawstated.cli_client import (
+    COMMANDS,
+    EXIT_NONE,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    socket_option,
+)
+from drawstated.cli_client import env as _env
 from drawstated.config import (
     AUDIT_MAXLEN,
     DEFAULT_DEADLINE_MS,
@@ -31,34 +37,7 @@ from drawstated.config import (
     password_from_env,
 )
 
-EXIT_OK = 0
-#: load found no state / ping found Redis down.
-EXIT_NONE = 1
-EXIT_USAGE = 2  # click's own code for bad arguments
-EXIT_UNAVAILABLE = 3
-EXIT_REFUSED = 4
-
-
-def _env(name: str) -> str:
-    return f"DRAWSTATE_{name}"
-
-
-socket_option = click.option(
-    "--socket",
-    "socket_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=_env("SOCKET"),
-    help="Daemon socket. [default: $XDG_RUNTIME_DIR/drawstate.sock or /tmp/drawstate-<uid>/]",
-)
-timeout_option = click.option(
-    "--timeout",
-    type=float,
-    default=DEFAULT_TIMEOUT_S * 5,
-    envvar=_env("TIMEOUT"),
-    show_default=True,
-    help="Seconds to wait for the daemon.",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+__all__ = ["EXIT_NONE", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -187,136 +166,5 @@ def serve(
     run(config)
 
 
-def _client(socket_path: Path | None, timeout: float) -> Client:
-    return Client(socket_path, timeout=timeout)
-
-
-def _fail(exc: DrawStateError) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(EXIT_UNAVAILABLE if exc.retryable else EXIT_REFUSED)
-
-
-def _print_json(data: Any) -> None:
-    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-
-
-@main.command()
-@socket_option
-@timeout_option
-def ping(socket_path: Path | None, timeout: float) -> None:
-    """Exit 0 when the daemon answers and its Redis is up."""
-    try:
-        with _client(socket_path, timeout) as client:
-            reply = client.ping()
-    except DrawStateError as exc:
-        _fail(exc)
-        return
-    click.echo(f"daemon {reply['version']}: redis {reply['redis']}")
-    sys.exit(EXIT_OK if reply["redis"] == "up" else EXIT_NONE)
-
-
-@main.command()
-@socket_option
-@timeout_option
-@click.argument("lock_key")
-@click.argument("operation_id", required=False)
-def load(socket_path: Path | None, timeout: float, lock_key: str, operation_id: str | None) -> None:
-    """Print an operation's state as JSON (the newest of LOCK_KEY without OPERATION_ID)."""
-    try:
-        with _client(socket_path, timeout) as client:
-            state = client.load(lock_key, operation_id)
-    except DrawStateError as exc:
-        _fail(exc)
-        return
-    if state is None:
-        click.echo("no live operation", err=True)
-        sys.exit(EXIT_NONE)
-    _print_json(state.to_dict())
-
-
-@main.command()
-@socket_option
-@timeout_option
-@click.option("--lock-key", help="Only this lock key's operations.")
-@click.option(
-    "--older-than",
-    "older_than_s",
-    type=click.IntRange(0),
-    help="Only operations not saved for this many seconds.",
-)
-@json_option
-def pending(
-    socket_path: Path | None,
-    timeout: float,
-    lock_key: str | None,
-    older_than_s: int | None,
-    as_json: bool,
-) -> None:
-    """List live operations: interrupted ones are those not saved for a while."""
-    try:
-        with _client(socket_path, timeout) as client:
-            items = list(client.iter_pending(lock_key, older_than_s=older_than_s))
-    except DrawStateError as exc:
-        _fail(exc)
-        return
-    if as_json:
-        _print_json([dataclasses.asdict(item) for item in items])
-        return
-    if not items:
-        click.echo("no pending operations")
-        return
-    click.echo(f"{'LOCK KEY':<30} {'OPERATION':<26} {'DRAWS':>9} {'VERSION':>7} {'IDLE':>8}")
-    for item in items:
-        draws = f"{item.completed_count}/{item.total_count}"
-        click.echo(
-            f"{item.lock_key:<30} {item.operation_id:<26} {draws:>9} {item.version:>7} {item.age_s:>7}s"
-        )
-
-
-@main.command()
-@socket_option
-@timeout_option
-@click.argument("lock_key")
-@click.argument("operation_id")
-@click.option("--reason", default="manual rollback", help="Recorded in the audit trail.")
-def rollback(socket_path: Path | None, timeout: float, lock_key: str, operation_id: str, reason: str) -> None:
-    """Roll an operation back and print what it had granted (for the refund)."""
-    try:
-        with _client(socket_path, timeout) as client:
-            result = client.rollback(lock_key, operation_id, reason=reason)
-    except DrawStateError as exc:
-        _fail(exc)
-        return
-    _print_json({"cleanup": result.cleanup, "state": result.state.to_dict() if result.state else None})
-
-
-@main.command()
-@socket_option
-@timeout_option
-@json_option
-def stats(socket_path: Path | None, timeout: float, as_json: bool) -> None:
-    """Counters, latency percentiles and Redis status of the daemon."""
-    try:
-        with _client(socket_path, timeout) as client:
-            reply = client.stats()
-    except SidecarUnavailable as exc:
-        _fail(exc)
-        return
-    reply.pop("id", None)
-    reply.pop("ok", None)
-    if as_json:
-        _print_json(reply)
-        return
-    click.echo(
-        f"redis: {reply['redis']}   uptime: {reply['uptime_s']} s   "
-        f"connections: {reply['connections']}   in flight: {reply['in_flight']}"
-    )
-    click.echo(
-        f"batches: {reply['batches']} (mean {reply['mean_batch']}, max {reply['max_batch']})   "
-        f"redis retries: {reply['redis_retries']}   deferred rollbacks: {reply['deferred_rollbacks']}"
-    )
-    for op, codes in sorted(reply["requests"].items()):
-        latency = reply["latency"].get(op, {})
-        counts = ", ".join(f"{code}={n}" for code, n in sorted(codes.items()))
-        pcts = " ".join(f"{k.removesuffix('_ms')}={v}ms" for k, v in latency.items())
-        click.echo(f"  {op:<9} {counts:<40} {pcts}")
+for _command in COMMANDS:
+    main.add_command(_command)

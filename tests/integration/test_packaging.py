@@ -18,7 +18,7 @@ class Block:
 sys.meta_path.insert(0, Block())
 sys.path.insert(0, {client!r})
 import drawstate
-from drawstate import Client, DrawState, new_operation_id
+from drawstate import Client, DrawState, MultiDraw, Refund, new_operation_id
 state = DrawState('p:1', new_operation_id(), 10, start_time=1, last_update_time=1)
 state.validate()
 print('ok')

@@ -1,0 +1,143 @@
+"""MultiDraw logic that needs no daemon: retries reuse their token, and local refusals.
+
+A recording stand-in for Client counts save attempts and answers from a script,
+so a retry can be seen without waiting on a real outage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from drawstate import (
+    DrawError,
+    DrawState,
+    MultiDraw,
+    Prize,
+    RedisUnavailable,
+    SidecarUnavailable,
+    StaleState,
+    VersionConflict,
+)
+from drawstate import multidraw as multidraw_module
+from drawstate.client import SaveResult
+
+GOLD = Prize("gold", "Gold Dragon", 0.1, 500)
+
+
+class ScriptedClient:
+    """Answers each save with the next scripted outcome (an exception or a version)."""
+
+    def __init__(self, *outcomes: Any) -> None:
+        self.outcomes = list(outcomes)
+        self.saves: list[dict[str, Any]] = []
+
+    def save(self, state: dict[str, Any], **kwargs: Any) -> SaveResult:
+        self.saves.append({"state": state, **kwargs})
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return SaveResult(outcome, 3600)
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch):
+    monkeypatch.setattr(multidraw_module, "_sleep", lambda seconds: None)
+
+
+def _session(client: ScriptedClient, **fields: Any) -> MultiDraw:
+    values: dict[str, Any] = {
+        "lock_key": "player:1",
+        "operation_id": "op_1",
+        "total_count": 10,
+        "start_time": 100,
+        "last_update_time": 100,
+        "version": 4,
+    }
+    values.update(fields)
+    return MultiDraw(client, DrawState(**values))
+
+
+def test_a_retryable_save_failure_is_retried_with_the_same_token_and_expected_version():
+    client = ScriptedClient(SidecarUnavailable("restarting"), RedisUnavailable("down"), 5)
+    session = _session(client)
+    assert session.record(GOLD) == 1
+    assert len(client.saves) == 3
+    assert len({save["token"] for save in client.saves}) == 1
+    assert {save["expect_version"] for save in client.saves} == {4}
+    assert session.version == 5 and session.next_draw_index == 2
+
+
+def test_recording_the_same_draw_after_a_failed_save_resends_that_save_with_its_token():
+    attempts = multidraw_module.SAVE_ATTEMPTS
+    client = ScriptedClient(*[RedisUnavailable("down")] * attempts, 5)
+    session = _session(client)
+    with pytest.raises(RedisUnavailable):
+        session.record(GOLD)
+    assert session.next_draw_index == 1 and session.version == 4  # not recorded
+    session.record(GOLD)  # the same draw again: it may have been applied, so the same save
+    first, last = client.saves[0], client.saves[-1]
+    assert last["token"] == first["token"] and last["state"] == first["state"]
+    assert session.state.prize_results == [GOLD]
+
+
+def test_a_different_draw_after_a_failed_save_gets_a_new_token():
+    client = ScriptedClient(*[RedisUnavailable("down")] * multidraw_module.SAVE_ATTEMPTS, 5)
+    session = _session(client)
+    with pytest.raises(RedisUnavailable):
+        session.record(GOLD)
+    session.record(7)
+    assert client.saves[-1]["token"] != client.saves[0]["token"]
+
+
+def test_a_non_retryable_error_is_not_retried_and_a_conflict_marks_the_session_lost():
+    client = ScriptedClient(StaleState("moved on"))
+    session = _session(client)
+    with pytest.raises(StaleState):
+        session.record(GOLD)
+    assert len(client.saves) == 1 and not session.lost
+    client.outcomes.append(VersionConflict("someone else", details={"stored_version": 6}))
+    with pytest.raises(VersionConflict):
+        session.record(GOLD)
+    assert session.lost
+    with pytest.raises(VersionConflict) as caught:
+        session.rollback("mine?")  # refused locally: nothing is sent
+    assert caught.value.details == {"stored_version": 6}
+    assert len(client.saves) == 2
+
+
+def test_record_refuses_past_total_count_and_odd_results_without_saving():
+    client = ScriptedClient()
+    finished = _session(client, total_count=2, completed_count=1, errors=[DrawError(2, "x", 100)])
+    with pytest.raises(ValueError, match="all 2 draws"):
+        finished.record(GOLD)
+    session = _session(client)
+    with pytest.raises(TypeError):
+        session.record(True)
+    with pytest.raises(TypeError):
+        session.record("gold")
+    with pytest.raises(ValueError, match="next draw is 1"):
+        session.record(DrawError(3, "wrong index", 100))
+    assert client.saves == []
+
+
+def test_a_failed_draw_records_the_exception_as_a_draw_error_at_its_index():
+    client = ScriptedClient(5)
+    session = _session(client, completed_count=2, results=[1, 2])
+    assert session.record(TimeoutError("rng timed out")) == 3
+    [error] = session.state.errors
+    assert error.draw_index == 3 and error.error_message == "TimeoutError: rng timed out"
+    assert session.next_draw_index == 4 and session.remaining == 7
+
+
+def test_on_error_must_be_keep_or_rollback():
+    with pytest.raises(ValueError, match="on_error"):
+        MultiDraw(ScriptedClient(), DrawState("p", "o", 1), on_error="ignore")
+
+
+def test_state_is_a_copy_that_cannot_change_the_session():
+    session = _session(ScriptedClient())
+    session.state.results.append(99)
+    session.state.metadata["x"] = "y"
+    assert session.state.results == [] and session.state.metadata == {}
