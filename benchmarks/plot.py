@@ -1,0 +1,81 @@
+"""results.png: latency percentiles sidecar vs direct, throughput vs concurrency, latency vs state size.
+
+matplotlib with the Agg backend (no display needed); a panel is drawn only for
+a scenario that ran, and a run with none of them draws a note instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PCTS = ("p50", "p90", "p99", "p99.9")
+COLORS = {"sidecar": "tab:orange", "direct": "tab:blue"}
+
+
+def write_png(path: Path, results: Mapping[str, Any]) -> None:
+    import matplotlib  # the bench extra; imported only when a plot is asked for
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = results["scenarios"]
+    panels = [name for name in ("latency", "throughput", "sizes") if name in scenarios]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.5 * max(1, len(panels)), 4.5), squeeze=False)
+    if not panels:
+        axes[0][0].text(0.5, 0.5, "no latency, throughput or sizes results", ha="center", va="center")
+        axes[0][0].axis("off")
+    for ax, name in zip(axes[0], panels, strict=False):
+        DRAW[name](ax, scenarios[name])
+    fig.suptitle(f"drawstate sidecar vs direct redis-py — {results['meta']['started_at']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _latency(ax: Any, section: Mapping[str, Any]) -> None:
+    width = 0.38
+    xs = range(len(PCTS))
+    for offset, name in ((-width / 2, "sidecar"), (width / 2, "direct")):
+        values = [section[name]["latency_us"][p] or 0 for p in PCTS]
+        bars = ax.bar([x + offset for x in xs], values, width, label=name, color=COLORS[name])
+        ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize=7)
+    ax.set_xticks(list(xs), PCTS)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency from intended send (µs, log)")
+    ax.set_title(f"latency at {section['rate']:.0f} saves/s (paced)")
+    ax.legend()
+
+
+def _throughput(ax: Any, section: Mapping[str, Any]) -> None:
+    levels = section["levels"]
+    procs = [level["processes"] for level in levels]
+    for name in ("sidecar", "direct"):
+        ax.plot(procs, [lv[name]["ops_per_s"] or 0 for lv in levels], "o-", label=name, color=COLORS[name])
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(procs, [str(p) for p in procs])
+    ax.set_xlabel("client processes (closed loop)")
+    ax.set_ylabel("saves/s")
+    ax.set_ylim(bottom=0)
+    ax.set_title("throughput vs concurrency")
+    ax.legend()
+
+
+def _sizes(ax: Any, section: Mapping[str, Any]) -> None:
+    rows = section["rows"]
+    draws = [row["draws"] for row in rows]
+    for name in ("sidecar", "direct"):
+        for pct, style in (("p50", "o-"), ("p99", "s--")):
+            values = [row[name]["latency_us"][pct] or 0 for row in rows]
+            ax.plot(draws, values, style, label=f"{name} {pct}", color=COLORS[name])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(draws, [str(d) for d in draws])
+    ax.set_xlabel("draws in the state (results + prizes)")
+    ax.set_ylabel("save latency (µs, log)")
+    ax.set_title("latency vs state size (sequential)")
+    ax.legend(fontsize=8)
+
+
+DRAW = {"latency": _latency, "throughput": _throughput, "sizes": _sizes}

@@ -1,0 +1,224 @@
+"""The written results: results.json (everything) and results.md (the tables a person reads).
+
+The plot lives in plot.py. Latencies are microseconds; "added" is sidecar minus
+direct at the same percentile; CPU is seconds per 1000 operations, RSS the
+largest sample over the scenario.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+PCTS = ("p50", "p90", "p99", "p99.9")
+BOTH = ("sidecar", "direct")
+Column = tuple[str, Callable[[Any], Any]]
+
+
+def write_json(path: Path, results: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float | int):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+,.0f}"
+
+
+def table(columns: Sequence[Column], items: Iterable[Any]) -> list[str]:
+    lines = ["| " + " | ".join(head for head, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(cell(item)) for _, cell in columns) + " |" for item in items]
+    return [*lines, ""]
+
+
+def _pair(key: str, digits: int = 3) -> Callable[[Any], str]:
+    """`sidecar / direct` of one number of a row that holds both."""
+    return lambda row: f"{fmt(row['sidecar'][key], digits)} / {fmt(row['direct'][key], digits)}"
+
+
+def _p50_p99(window: Mapping[str, Any]) -> str:
+    return f"{fmt(window['latency_us']['p50'])} / {fmt(window['latency_us']['p99'])}"
+
+
+def _signed_at(key: str) -> Callable[[Any], str]:
+    return lambda values: signed(values[key])
+
+
+def _rss(section: Mapping[str, Any]) -> list[str]:
+    return [
+        f"Max RSS over the scenario: daemon {fmt(section.get('daemon_rss_max_mb'), 1)} MB, "
+        f"redis {fmt(section.get('redis_rss_max_mb'), 1)} MB.",
+        "",
+    ]
+
+
+def _latency(section: Mapping[str, Any]) -> list[str]:
+    out = [
+        f"## latency — paced open loop at {fmt(section['rate'])} saves/s, {section['senders']} sender "
+        f"processes, {len(section['blocks'])} alternating blocks of {section['block_s']} s",
+        "",
+        f"State: ~{section['state_json_bytes']['mean']} bytes of JSON (~100 draws + metadata). Latency "
+        "counts from each save's intended send time (no coordinated omission).",
+        "",
+    ]
+    rows = [{"name": name, **section[name]} for name in BOTH]
+    out += table(
+        [
+            ("target", lambda r: r["name"]),
+            *((f"{p} µs", lambda r, p=p: fmt(r["latency_us"][p])) for p in PCTS),
+            ("max µs", lambda r: fmt(r["latency_us"]["max"])),
+            ("ops/s", lambda r: fmt(r["ops_per_s"])),
+            ("errors", lambda r: r["errors"]),
+            ("send lag p99 µs", lambda r: fmt(r["send_lag_us"]["p99"])),
+            ("daemon CPU s/1k ops", lambda r: fmt(r["daemon_cpu_s_per_1k_ops"], 3)),
+            ("redis CPU s/1k ops", lambda r: fmt(r["redis_cpu_s_per_1k_ops"], 3)),
+            ("other load (cores)", lambda r: fmt(r["other_load_cores"], 2)),
+        ],
+        rows,
+    )
+    out += ["Added by the sidecar (sidecar minus direct, µs):", ""]
+    out += table([(p, _signed_at(p)) for p in PCTS], [section["added_us"]])
+    out += ["Service time (from the actual send, not the intended one):", ""]
+    out += table(
+        [
+            ("target", lambda r: r["name"]),
+            *((f"{p} µs", lambda r, p=p: fmt(r["service_us"][p])) for p in PCTS),
+        ],
+        rows,
+    )
+    out += ["Per block, in the order run:", ""]
+    out += table(
+        [
+            ("block", lambda b: b["index"]),
+            ("target", lambda b: b["target"]),
+            ("saves", lambda b: b["saves"]),
+            ("achieved/s", lambda b: fmt(b["achieved_rate"])),
+            *((f"{p} µs", lambda b, p=p: fmt(b["latency_us"][p])) for p in ("p50", "p99", "p99.9")),
+            ("send lag p99 µs", lambda b: fmt(b["send_lag_p99_us"])),
+            ("overrun ms", lambda b: fmt(b["overrun_ms"], 1)),
+            ("other load (cores)", lambda b: fmt(b["other_load_cores"], 2)),
+        ],
+        section["blocks"],
+    )
+    return out + _rss(section)
+
+
+def _throughput(section: Mapping[str, Any]) -> list[str]:
+    out = [f"## throughput — closed loop, {section['duration_s']} s per target per process count", ""]
+    out += table(
+        [
+            ("processes", lambda r: r["processes"]),
+            ("sidecar ops/s", lambda r: fmt(r["sidecar"]["ops_per_s"])),
+            ("direct ops/s", lambda r: fmt(r["direct"]["ops_per_s"])),
+            ("sidecar/direct", lambda r: fmt(r["ratio"], 2)),
+            ("sidecar p50 / p99 µs", lambda r: _p50_p99(r["sidecar"])),
+            ("direct p50 / p99 µs", lambda r: _p50_p99(r["direct"])),
+            ("daemon CPU s/1k ops", lambda r: fmt(r["sidecar"]["daemon_cpu_s_per_1k_ops"], 3)),
+            ("redis CPU s/1k ops (sidecar / direct)", _pair("redis_cpu_s_per_1k_ops")),
+            ("client CPU µs/op (sidecar / direct)", _pair("client_cpu_us_per_op", 0)),
+            ("daemon RSS MB", lambda r: fmt(r["daemon_rss_max_mb"], 1)),
+            ("errors", lambda r: r["sidecar"]["errors"] + r["direct"]["errors"]),
+            ("other load (cores)", _pair("other_load_cores", 2)),
+        ],
+        section["levels"],
+    )
+    return out
+
+
+def _sizes(section: Mapping[str, Any]) -> list[str]:
+    out = ["## sizes — sequential saves from one client, results and prize_results filled", ""]
+    out += table(
+        [
+            ("draws", lambda r: r["draws"]),
+            ("JSON bytes", lambda r: fmt(r["state_json_bytes"]["mean"])),
+            *(
+                (f"{name} {p} µs", lambda r, name=name, p=p: fmt(r[name]["latency_us"][p]))
+                for name in BOTH
+                for p in ("p50", "p99")
+            ),
+            ("added p50 µs", lambda r: signed(r["added_us"]["p50"])),
+            ("added p99 µs", lambda r: signed(r["added_us"]["p99"])),
+            ("saves/s (sidecar / direct)", _pair("ops_per_s", 0)),
+            ("daemon CPU s/1k ops", lambda r: fmt(r["sidecar"]["daemon_cpu_s_per_1k_ops"], 3)),
+            ("redis CPU s/1k ops (sidecar / direct)", _pair("redis_cpu_s_per_1k_ops")),
+            ("client CPU µs/op (sidecar / direct)", _pair("client_cpu_us_per_op", 0)),
+            ("other load (cores)", _pair("other_load_cores", 2)),
+        ],
+        section["rows"],
+    )
+    return out + _rss(section)
+
+
+def _mix(section: Mapping[str, Any]) -> list[str]:
+    side, direct = section["sidecar"], section["direct"]
+    out = [
+        f"## mix — {section['clients']} clients running whole 10-draw multi-draws, "
+        f"{section['duration_s']} s per target",
+        "",
+    ]
+    out += table(
+        [
+            ("target", lambda r: r[0]),
+            ("ops/s", lambda r: fmt(r[1]["ops_per_s"])),
+            ("multi-draws/s", lambda r: fmt(r[1]["multidraws_per_s"])),
+            ("p50 / p99 µs (all ops)", lambda r: _p50_p99(r[1])),
+            ("daemon CPU s/1k ops", lambda r: fmt(r[1]["daemon_cpu_s_per_1k_ops"], 3)),
+            ("redis CPU s/1k ops", lambda r: fmt(r[1]["redis_cpu_s_per_1k_ops"], 3)),
+            ("errors", lambda r: r[1]["errors"]),
+            ("other load (cores)", lambda r: fmt(r[1]["other_load_cores"], 2)),
+        ],
+        [("sidecar", side), ("direct", direct)],
+    )
+    out += [f"sidecar/direct ops/s: {fmt(section['ratio'], 2)}. Per operation:", ""]
+    ops = [
+        (op, lat, direct["per_op_us"].get(op, {}), section["added_us"].get(op, {}))
+        for op, lat in side["per_op_us"].items()
+    ]
+    out += table(
+        [
+            ("op", lambda r: r[0]),
+            ("count (sidecar)", lambda r: r[1]["count"]),
+            *((f"sidecar {p} µs", lambda r, p=p: fmt(r[1][p])) for p in ("p50", "p99", "p99.9")),
+            *((f"direct {p} µs", lambda r, p=p: fmt(r[2].get(p))) for p in ("p50", "p99", "p99.9")),
+            ("added p50 µs", lambda r: signed(r[3].get("p50"))),
+            ("added p99 µs", lambda r: signed(r[3].get("p99"))),
+        ],
+        ops,
+    )
+    return out + _rss(section)
+
+
+SECTIONS = {"latency": _latency, "throughput": _throughput, "sizes": _sizes, "mix": _mix}
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    meta = results["meta"]
+    lines = [
+        f"# drawstate benchmark — {meta['started_at']}",
+        "",
+        f"`{meta['command']}` · {'quick' if meta['quick'] else 'full'} run in {meta['wall_s']} s · "
+        f"{meta['cpus']} CPUs · Python {meta['python']} · Redis {meta['redis_version']} "
+        f"({'AOF everysec' if meta['redis_aof'] else 'no persistence'}, {meta['environment']}) · "
+        f"redis-py {meta['redis_py']} with{'' if meta['hiredis'] else 'out'} hiredis · "
+        f"commit {meta['commit']} · load average {meta['loadavg_1m_before']} before, "
+        f"{meta['loadavg_1m_after']} after",
+        "",
+        "Sidecar: game process → drawstate.Client → unix socket → drawstated → Redis (Lua save script). "
+        "Direct: game process → redis-py → `SET key json EX 3600` of the same JSON on the same Redis.",
+        "",
+    ]
+    for name, section in results["scenarios"].items():
+        lines += SECTIONS[name](section)
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, results: Mapping[str, Any]) -> None:
+    path.write_text(markdown(results))
