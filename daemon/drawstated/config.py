@@ -118,6 +118,8 @@ class Config:
     socket_group: str | None = None
     #: Peer uids allowed to connect (SO_PEERCRED); None lets anyone the socket mode lets in.
     allowed_uids: frozenset[int] | None = None
+    #: Peer gids allowed to connect; a peer passes if its uid or its gid is allowed.
+    allowed_gids: frozenset[int] | None = None
     redis_username: str | None = None
     redis_password: str | None = field(default=None, repr=False)
     #: TLS to Redis (rediss:// URLs): CA bundle to trust, and a client certificate and key.

@@ -52,6 +52,8 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self.partial_timer: asyncio.TimerHandle | None = None
         self.closing = False
+        #: The client half-closed: it sends nothing more but still reads its replies.
+        self.eof = False
         self.loop = asyncio.get_running_loop()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -64,12 +66,12 @@ class Connection(asyncio.Protocol):
             stats.connections_refused += 1
             self._refuse(protocol.OVERLOADED, f"connection limit ({self.config.max_connections}) reached")
             return
-        if self.config.allowed_uids is not None:
-            uid = self._peer_uid()
-            if uid not in self.config.allowed_uids:
+        if self.config.allowed_uids is not None or self.config.allowed_gids is not None:
+            uid, gid = self._peer_ids()
+            if uid not in (self.config.allowed_uids or ()) and gid not in (self.config.allowed_gids or ()):
                 stats.connections_refused += 1
-                log.warning("peer refused: uid not on the allow list", extra={"uid": uid})
-                self._refuse(protocol.INVALID_REQUEST, f"peer uid {uid} is not allowed to connect")
+                log.warning("peer refused: not on the allow list", extra={"uid": uid, "gid": gid})
+                self._refuse(protocol.INVALID_REQUEST, f"peer uid {uid} gid {gid} is not allowed to connect")
                 return
         self.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
         self.state.connections.add(self)
@@ -83,12 +85,14 @@ class Connection(asyncio.Protocol):
             self.partial_timer.cancel()
         self.transport = None
 
-    def _peer_uid(self) -> int | None:
+    def _peer_ids(self) -> tuple[int | None, int | None]:
+        """The peer's (uid, gid) from SO_PEERCRED: who the kernel says connected, not who claims to."""
         sock = self.transport.get_extra_info("socket") if self.transport else None
         if sock is None or not hasattr(socket, "SO_PEERCRED"):
-            return None
+            return None, None
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-        return int(_PEERCRED.unpack(creds)[1])
+        _, uid, gid = _PEERCRED.unpack(creds)
+        return int(uid), int(gid)
 
     def _refuse(self, code: str, message: str) -> None:
         """Answer with `id: nil`, read nothing more, and close once requests in flight are answered."""
@@ -116,6 +120,25 @@ class Connection(asyncio.Protocol):
         self.frames.feed(data)
         self._cut_frames()
 
+    def eof_received(self) -> bool:
+        """The client half-closed: answer every whole frame it sent, then close.
+
+        Returning True keeps the transport open for the replies (asyncio would
+        otherwise close it at once and drop them). A partial frame can no longer
+        complete; it is dropped when the connection closes.
+        """
+        self.eof = True
+        if self.partial_timer is not None:
+            self.partial_timer.cancel()
+            self.partial_timer = None
+        self._close_if_answered()
+        return True
+
+    def _close_if_answered(self) -> None:
+        """After the client's EOF: close once nothing is in flight and no whole frame waits."""
+        if self.eof and self.in_flight == 0 and not self.write_paused and self.transport is not None:
+            self.transport.close()
+
     def _cut_frames(self) -> None:
         if self.closing:
             return
@@ -136,6 +159,7 @@ class Connection(asyncio.Protocol):
         finally:
             frames.close()
         self._watch_partial_frame(progressed)
+        self._close_if_answered()
 
     def _watch_partial_frame(self, progressed: bool) -> None:
         """Close a connection that sits on half a frame (slow-loris).
@@ -146,7 +170,7 @@ class Connection(asyncio.Protocol):
         if self.partial_timer is not None and (progressed or len(self.frames) == 0 or self.read_paused):
             self.partial_timer.cancel()
             self.partial_timer = None
-        if self.partial_timer is None and len(self.frames) and not self.read_paused:
+        if self.partial_timer is None and len(self.frames) and not self.read_paused and not self.eof:
             self.partial_timer = self.loop.call_later(
                 self.config.partial_frame_timeout_s, self._partial_frame_expired
             )
@@ -175,7 +199,9 @@ class Connection(asyncio.Protocol):
         op = request.get("op")
         handler = self.state.handlers.table.get(op) if type(op) is str else None
         if handler is None:
-            self._answer_bad(request_id, f"unknown op {op!r:.40}; expected one of {', '.join(protocol.OPS)}")
+            # Never repr() the client's value: a deeply nested one raises RecursionError here.
+            shown = repr(op[:40]) if type(op) is str else f"of type {type(op).__name__}"
+            self._answer_bad(request_id, f"unknown op {shown}; expected one of {', '.join(protocol.OPS)}")
             return
         deadline_ms = request.get("deadline_ms")
         if deadline_ms is None:
@@ -237,6 +263,7 @@ class Connection(asyncio.Protocol):
                 self.transport.close()
         elif self.read_paused and self.in_flight < self.config.max_inflight_per_connection:
             self._resume_reading()
+        self._close_if_answered()
 
     def _write(self, message: dict[str, Any]) -> None:
         if self.transport is not None and not self.transport.is_closing():

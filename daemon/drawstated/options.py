@@ -150,6 +150,14 @@ SERVE_OPTIONS = (
         multiple=True,
     ),
     Option(
+        "--allow-gid",
+        "allowed_gids",
+        "Peer gid allowed to connect (repeatable); a peer passes on its uid or its gid.",
+        int,
+        lambda gids: frozenset(gids) if gids else None,
+        multiple=True,
+    ),
+    Option(
         "--audit-maxlen", "audit_maxlen", "Approximate length cap of the audit stream.", click.IntRange(1)
     ),
     Option(

@@ -316,9 +316,20 @@ def test_peer_not_on_the_allow_list_is_refused_clearly(make_config, redis_url, s
     daemon = start_daemon(make_config(redis_url=redis_url, allowed_uids=frozenset({os.getuid() + 1})))
     peer = RawPeer(daemon.config.socket_path)
     error = _error(peer.read())
-    assert "not allowed" in error["message"]
+    assert error["code"] == "invalid_request"
+    assert f"peer uid {os.getuid()} gid {os.getgid()} is not allowed" in error["message"]
     assert peer.closed_by_peer()
     peer.close()
+
+
+def test_peer_allowed_by_its_gid_is_served(make_config, redis_url, start_daemon):
+    import os
+
+    config = make_config(redis_url=redis_url, allowed_uids=frozenset({os.getuid() + 1}),
+                         allowed_gids=frozenset({os.getgid()}))  # fmt: skip
+    daemon = start_daemon(config)
+    with daemon.client() as client:
+        assert client.ping()["redis"] == "up"
 
 
 def test_invalid_request_class_is_raised_by_the_client(client):
