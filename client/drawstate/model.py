@@ -209,8 +209,92 @@ def _check_metadata(value: Any, limits: Limits) -> None:
         _check_unicode(item, f"metadata.{key}")
 
 
+_OPERATION_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
 def check_state(data: object, limits: Limits = DEFAULT_LIMITS) -> None:
-    """Raise InvalidState unless `data` (the dict form) obeys every DrawState rule."""
+    """Raise InvalidState unless `data` (the dict form) obeys every DrawState rule.
+
+    The daemon runs this on every save, so a valid state takes one straight pass
+    of C-level checks (`_looks_valid`); only a state that fails it goes through
+    the rule-by-rule walk that names what is wrong.
+    """
+    if type(data) is dict and _looks_valid(data, limits):
+        return
+    _explain(data, limits)
+
+
+def _looks_valid(data: dict[str, Any], limits: Limits) -> bool:  # noqa: PLR0911  # one exit per rule keeps it flat
+    """True only if every rule holds (False may still be valid: _explain decides)."""
+    if not _STATE_FIELDS.issuperset(data):
+        return False
+    get = data.get
+    lock_key, operation_id = get("lock_key"), get("operation_id")
+    if not (
+        type(lock_key) is str
+        and 0 < len(lock_key) <= limits.max_lock_key_chars
+        and lock_key.isprintable()
+        and "{" not in lock_key
+        and "}" not in lock_key
+        and type(operation_id) is str
+        and 0 < len(operation_id) <= limits.max_operation_id_chars
+        and operation_id.isascii()
+        and not operation_id.strip(_OPERATION_ID_CHARS)
+    ):
+        return False
+    total, completed = get("total_count"), get("completed_count")
+    start, last, version = get("start_time"), get("last_update_time"), get("version")
+    if not (
+        type(total) is int
+        and type(completed) is int
+        and 1 <= total <= limits.max_total
+        and 0 <= completed <= total
+        and type(start) is int
+        and type(last) is int
+        and 1 <= start <= last <= INT64_MAX
+        and (version is None or (type(version) is int and 0 <= version <= INT64_MAX))
+    ):
+        return False
+    results, prizes, errors = get("results"), get("prize_results"), get("errors")
+    if errors:  # failed draws are rare: the exact walk checks them
+        return False
+    if results is not None and not (
+        type(results) is list
+        and len(results) <= completed
+        and (
+            not results
+            or (
+                set(map(type, results)) == {int}
+                and min(results) >= DRAW_INT_MIN
+                and max(results) <= DRAW_INT_MAX
+            )
+        )
+    ):
+        return False
+    if prizes is not None and not (
+        type(prizes) is list
+        and len(prizes) <= completed
+        and (not prizes or _prizes_look_valid(prizes, limits))
+    ):
+        return False
+    metadata = get("metadata")
+    if metadata:
+        return (
+            type(metadata) is dict
+            and len(metadata) <= limits.max_metadata_entries
+            and set(map(type, metadata)) == {str}
+            and set(map(type, metadata.values())) == {str}
+            and min(map(len, metadata)) >= 1
+            and max(map(len, metadata)) <= limits.max_metadata_key_chars
+            and max(map(len, metadata.values())) <= limits.max_metadata_value_chars
+            and all(map(str.isascii, metadata))
+            and all(map(str.isascii, metadata.values()))
+        )
+    return metadata is None or type(metadata) is dict
+
+
+def _explain(data: object, limits: Limits) -> None:
+    """Walk every rule in order and raise InvalidState naming the first one broken."""
     if not isinstance(data, Mapping):
         raise InvalidState("state", f"must be a map, got {type(data).__name__}")
     _only(data, _STATE_FIELDS, "")

@@ -9,6 +9,7 @@ daemon stops reading from it (pause_reading) until there is room again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import struct
@@ -39,6 +40,18 @@ class ServerState:
         self.stats = stats
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        #: Set while no request is in flight (shutdown waits on it).
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def request_started(self) -> None:
+        self.stats.in_flight += 1
+        self.idle.clear()
+
+    def request_finished(self) -> None:
+        self.stats.in_flight -= 1
+        if self.stats.in_flight == 0:
+            self.idle.set()
 
 
 class Connection(asyncio.Protocol):
@@ -211,11 +224,15 @@ class Connection(asyncio.Protocol):
             return
         budget = min(deadline_ms, self.config.max_deadline_ms) - self.config.reply_margin_ms
         deadline = started + max(budget, 1) / 1000
-        task = self.loop.create_task(self._serve(handler, request_id, str(op), request, deadline))
         self.in_flight += 1
-        self.state.stats.in_flight += 1
+        self.state.request_started()
+        if op == "save":  # the hot path: no task, answered from the Redis reply's callback
+            respond = functools.partial(self._respond, request_id, "save", time.perf_counter())
+            self.state.handlers.saver.start(request, deadline, respond)
+            return
+        task = self.loop.create_task(self._serve(handler, request_id, str(op), request, deadline))
         self.state.tasks.add(task)
-        task.add_done_callback(self._finished)
+        task.add_done_callback(self.state.tasks.discard)
 
     def _answer_bad(self, request_id: int | None, message: str) -> None:
         self.state.stats.record("invalid", protocol.INVALID_REQUEST, 0.0)
@@ -227,37 +244,38 @@ class Connection(asyncio.Protocol):
         self, handler: Handler, request_id: int, op: str, request: dict[str, Any], deadline: float
     ) -> None:
         started = time.perf_counter()
-        reply: dict[str, Any]
+        result: dict[str, Any] | errors.RequestError
         try:
             # Every Redis call inside is bounded by `deadline` (Store._run), so no timer here.
-            fields = await handler(request, deadline)
-            reply = {"id": request_id, "ok": True}
-            reply.update(fields)
-            code = "ok"
+            result = await handler(request, deadline)
         except errors.RequestError as exc:
-            reply, code = errors.error_reply(request_id, exc), exc.code
+            result = exc
         except Exception as exc:
             log.exception("request failed", extra={"op": op, "request_id": request_id})
-            error = errors.internal(exc)
-            reply, code = errors.error_reply(request_id, error), error.code
+            result = errors.internal(exc)
+        self._respond(request_id, op, started, result)
+
+    def _respond(
+        self, request_id: int, op: str, started: float, result: dict[str, Any] | errors.RequestError
+    ) -> None:
+        """Write the reply of one request, count it, and free its in-flight slot."""
+        if isinstance(result, errors.RequestError):
+            reply, code = errors.error_reply(request_id, result), result.code
+        else:
+            reply = {"id": request_id, "ok": True}
+            reply.update(result)
+            code = "ok"
         self._write(reply)
         elapsed = time.perf_counter() - started
         self.state.stats.record(op, code, elapsed)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "request",
-                extra={
-                    "op": op,
-                    "request_id": request_id,
-                    "code": code,
-                    "ms": round(elapsed * 1000, 3),
-                },
-            )
+            log.debug("request", extra={"op": op, "request_id": request_id, "code": code,
+                                        "ms": round(elapsed * 1000, 3)})  # fmt: skip
+        self._finished()
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self.state.tasks.discard(task)
+    def _finished(self) -> None:
         self.in_flight -= 1
-        self.state.stats.in_flight -= 1
+        self.state.request_finished()
         if self.closing:
             if self.in_flight == 0 and self.transport is not None:
                 self.transport.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -21,6 +20,7 @@ from drawstated.cleanup import DeferredCleanup, DeferredRollback
 from drawstated.codec import StateTooLarge, decode_state, encode_head
 from drawstated.config import Config
 from drawstated.listing import list_pending
+from drawstated.saving import Saver, closed_by_deferred
 from drawstated.stats import Stats
 from drawstated.store import CloseOutcome, Store
 
@@ -32,8 +32,6 @@ REDIS_PROBE_S = 0.25
 #: Kept back from a rollback's deadline to journal it and still answer "deferred" in time:
 #: this much, or a quarter of a short deadline.
 DEFER_MARGIN_S = 0.05
-#: Share of the deadline a replicated save gives WAIT; the rest is for the write itself.
-WAIT_SHARE = 0.5
 
 
 class Handlers:
@@ -45,9 +43,10 @@ class Handlers:
         self.store = store
         self.cleanup = cleanup
         self.stats = stats
+        self.saver = Saver(config, store, cleanup)
         self.table: dict[str, Handler] = {
             "ping": self.ping,
-            "save": self.save,
+            "save": self.saver.save,
             "load": self.load,
             "rollback": self.rollback,
             "complete": self.complete,
@@ -61,51 +60,6 @@ class Handlers:
     async def ping(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         up = await self.store.ping(min(deadline, _now() + REDIS_PROBE_S))
         return {"redis": "up" if up else "down", "version": __version__}
-
-    async def save(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
-        state = requests.state_map(request)
-        head = self._encode(state)
-        lock_key, operation_id = state["lock_key"], state["operation_id"]
-        if (lock_key, operation_id) in self.cleanup:
-            raise _closed_by_deferred(operation_id)
-        ttl_s = requests.optional_int(request, "ttl_s", 1, self.config.max_ttl_s) or self.config.ttl_s
-        wait = None
-        if requests.durability(request, self.config.durability) == "replicated":
-            budget_ms = int((deadline - _now()) * 1000 * WAIT_SHARE)
-            wait = (self.config.min_replicas, max(1, budget_ms))
-        version, replayed, acked = await self.store.save(
-            lock_key,
-            operation_id,
-            head,
-            token=requests.token(request) or secrets.token_hex(8),
-            expect_version=requests.expect_version(request),
-            completed_count=state["completed_count"],
-            ttl_ms=ttl_s * 1000,
-            deadline=deadline,
-            wait=wait,
-        )
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "saved",
-                extra={
-                    "lock_key": lock_key,
-                    "operation_id": operation_id,
-                    "version": version,
-                    "replayed": replayed,
-                },
-            )
-        reply: dict[str, Any] = {"version": version, "ttl_s": ttl_s}
-        if wait is not None:
-            reply["replicas"] = acked
-            if acked is None or acked < self.config.min_replicas:
-                raise errors.RequestError(
-                    protocol.DURABILITY_NOT_MET,
-                    f"saved as version {version} but {acked} of {self.config.min_replicas} "
-                    "replica(s) acknowledged in time; retrying the save is safe",
-                    version=version,
-                    replicas=acked,
-                )
-        return reply
 
     async def load(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         lock_key = requests.lock_key(request, self.limits)
@@ -154,7 +108,7 @@ class Handlers:
         operation_id = requests.operation_id(request, self.limits, required=True)
         assert operation_id is not None
         if (lock_key, operation_id) in self.cleanup:
-            raise _closed_by_deferred(operation_id)
+            raise closed_by_deferred(operation_id)
         outcome = await self.store.close_operation(
             audit.COMPLETE, lock_key, operation_id, self._ttl_ms, deadline
         )
@@ -313,11 +267,3 @@ def _now() -> float:
 
 def _defer_margin(deadline: float) -> float:
     return min(DEFER_MARGIN_S, max(0.0, deadline - _now()) / 4)
-
-
-def _closed_by_deferred(operation_id: str) -> errors.RequestError:
-    return errors.RequestError(
-        protocol.OPERATION_CLOSED,
-        f"operation {operation_id} is being rolled back (deferred cleanup); it cannot be used",
-        closed_by=audit.ROLLBACK,
-    )

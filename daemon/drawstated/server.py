@@ -173,8 +173,11 @@ class Server:
         if state is not None:
             for connection in list(state.connections):
                 connection.close_when_idle()
-            if state.tasks:
-                await asyncio.wait(set(state.tasks), timeout=self.config.shutdown_grace_s)
+            try:
+                await asyncio.wait_for(state.idle.wait(), self.config.shutdown_grace_s)
+            except TimeoutError:
+                log.error("shutdown grace period over with requests in flight",
+                          extra={"in_flight": self.stats.in_flight})  # fmt: skip
             for connection in list(state.connections):
                 if connection.transport is not None:
                     connection.transport.close()  # past the grace period; flushes what was written

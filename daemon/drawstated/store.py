@@ -40,6 +40,20 @@ def _script_source(name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class SaveRequest:
+    """One checked save, ready for save.lua; `wait` asks for replica acknowledgement."""
+
+    lock_key: str
+    operation_id: str
+    head: bytes
+    token: str
+    expect_version: int | None
+    completed_count: int
+    ttl_ms: int
+    wait: Wait | None
+
+
+@dataclass(frozen=True, slots=True)
 class CloseOutcome:
     """`status`: done (removed now), replay (closed before by the same kind); body: removed JSON."""
 
@@ -118,7 +132,10 @@ class Store:
         argv: list[Any],
         wait: Wait | None = None,
     ) -> Any:
-        command = ("EVALSHA", self._shas[name], len(keys_), *keys_, *argv)
+        return await self._evalsha(deadline, ("EVALSHA", self._shas[name], len(keys_), *keys_, *argv), wait)
+
+    async def _evalsha(self, deadline: float, command: tuple[Any, ...], wait: Wait | None = None) -> Any:
+        """Run a script command; on NOSCRIPT load the scripts and send it once more."""
         try:
             return await self._run(deadline, *command, wait=wait)
         except ResponseError as exc:
@@ -131,46 +148,49 @@ class Store:
 
     # --- operations ---------------------------------------------------------------
 
-    async def save(
-        self,
-        lock_key: str,
-        operation_id: str,
-        head: bytes,
-        *,
-        token: str,
-        expect_version: int | None,
-        completed_count: int,
-        ttl_ms: int,
-        deadline: float,
-        wait: Wait | None = None,
-    ) -> tuple[int, bool, int | None]:
-        """(version, replayed, replicas_acked); replayed: this token's save had already landed.
-
-        With `wait=(replicas, timeout_ms)` the write is followed by WAIT on its
-        connection and replicas_acked is what Redis reported; else None.
-        """
+    def save_command(self, save: SaveRequest) -> tuple[Any, ...]:
+        """The EVALSHA of save.lua for one save (see its header for KEYS and ARGV)."""
         p = self.prefix
-        reply = await self._script(
-            "save",
-            deadline,
-            [
-                keys.state_key(p, lock_key, operation_id),
-                keys.index_key(p, lock_key),
-                keys.closed_key(p, lock_key, operation_id),
-            ],
-            [
-                head,
-                token,
-                "" if expect_version is None else expect_version,
-                ttl_ms,
-                int(time.time() * 1000),
-                operation_id,
-                completed_count,
-            ],
-            wait,
+        return (
+            "EVALSHA",
+            self._shas["save"],
+            3,
+            keys.state_key(p, save.lock_key, save.operation_id),
+            keys.index_key(p, save.lock_key),
+            keys.closed_key(p, save.lock_key, save.operation_id),
+            save.head,
+            save.token,
+            "" if save.expect_version is None else save.expect_version,
+            save.ttl_ms,
+            int(time.time() * 1000),
+            save.operation_id,
+            save.completed_count,
         )
+
+    def start_save(self, save: SaveRequest, deadline: float) -> asyncio.Future[Any]:
+        """One attempt, no retry (the hot path): the raw reply's future, cancelled at the deadline.
+
+        A caller that sees a transient error or NOSCRIPT falls back to `save`, which
+        retries with the same token, so the attempts count as one save.
+        """
+        future = self.pipeline.submit(*self.save_command(save), wait=save.wait)
+        timer = asyncio.get_running_loop().call_at(deadline, _expire, future)
+        future.add_done_callback(lambda _: timer.cancel())
+        return future
+
+    async def save(self, save: SaveRequest, deadline: float) -> tuple[int, bool, int | None]:
+        """Run save.lua with retries; (version, replayed, replicas_acked)."""
+        return self.save_result(save, await self._evalsha(deadline, self.save_command(save), save.wait))
+
+    def save_result(self, save: SaveRequest, reply: Any) -> tuple[int, bool, int | None]:
+        """(version, replayed, replicas_acked) from save.lua's reply; RequestError for a refusal.
+
+        replayed: this token's save had already landed. replicas_acked: what WAIT
+        reported when the save asked for replication, else None.
+        """
+        operation_id, expect_version = save.operation_id, save.expect_version
         acked = None
-        if wait is not None:
+        if save.wait is not None:
             reply, acked = reply
         status = reply[0].decode()
         if status in ("ok", "replay"):
