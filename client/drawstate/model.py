@@ -20,21 +20,21 @@ from typing import Any
 from drawstate.limits import DEFAULT_LIMITS, DRAW_INT_MAX, DRAW_INT_MIN, INT64_MAX, Limits
 
 OPERATION_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
-_STATE_FIELDS = frozenset(
-    {
-        "lock_key",
-        "operation_id",
-        "total_count",
-        "completed_count",
-        "results",
-        "prize_results",
-        "errors",
-        "start_time",
-        "last_update_time",
-        "version",
-        "metadata",
-    }
+#: The fields of a DrawState, in the original engine's JSON order.
+FIELD_ORDER = (
+    "lock_key",
+    "operation_id",
+    "total_count",
+    "completed_count",
+    "results",
+    "prize_results",
+    "errors",
+    "start_time",
+    "last_update_time",
+    "version",
+    "metadata",
 )
+_STATE_FIELDS = frozenset(FIELD_ORDER)
 _PRIZE_FIELDS = frozenset({"id", "name", "probability", "value"})
 _ERROR_FIELDS = frozenset({"draw_index", "error_message", "timestamp"})
 

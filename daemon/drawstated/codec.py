@@ -14,20 +14,11 @@ from typing import Any
 import orjson
 
 from drawstate.limits import DEFAULT_LIMITS, Limits
-from drawstate.model import InvalidState, check_state
+from drawstate.model import FIELD_ORDER, InvalidState, check_state
 
 TOKEN_FIELD = "_token"  # noqa: S105  # a JSON field name, not a secret
-_ORDER = (
-    "lock_key",
-    "operation_id",
-    "total_count",
-    "completed_count",
-    "results",
-    "prize_results",
-    "errors",
-    "start_time",
-    "last_update_time",
-)
+#: Written by the daemon in this order; the save script appends version and token itself.
+_ORDER = tuple(name for name in FIELD_ORDER if name not in ("version", "metadata"))
 _OMIT_EMPTY = frozenset({"results", "prize_results", "errors"})
 
 
