@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from drawstate import protocol
-from drawstate.model import InvalidState, check_state
+from drawstate.model import InvalidState
 from drawstated import __version__, audit, errors, keys, requests
 from drawstated.cleanup import DeferredCleanup, DeferredRollback
-from drawstated.codec import StateTooLarge, decode_state, encode_head
+from drawstated.codec import decode_state
 from drawstated.config import Config
 from drawstated.listing import list_pending
-from drawstated.saving import Saver, closed_by_deferred
+from drawstated.saving import Saver, checked_head, closed_by_deferred
 from drawstated.stats import Stats
 from drawstated.store import CloseOutcome, Store
 
@@ -77,7 +77,7 @@ class Handlers:
         carried: Mapping[str, Any] | None = None
         if request.get("state") is not None:
             carried = requests.state_map(request)
-            self._encode(carried)  # the rules and the size cap: it may be echoed back
+            checked_head(carried, self.limits)  # the rules and the size cap: it may be echoed back
             lock_key, operation_id = carried["lock_key"], carried["operation_id"]
         else:
             lock_key = requests.lock_key(request, self.limits)
@@ -136,19 +136,6 @@ class Handlers:
     @property
     def _ttl_ms(self) -> int:
         return self.config.ttl_s * 1000
-
-    def _check(self, state: Mapping[str, Any]) -> None:
-        try:
-            check_state(state, self.limits)
-        except InvalidState as exc:
-            raise errors.corrupted(str(exc)) from exc
-
-    def _encode(self, state: Mapping[str, Any]) -> bytes:
-        self._check(state)
-        try:
-            return encode_head(state, self.limits)
-        except StateTooLarge as exc:
-            raise errors.invalid(str(exc)) from exc
 
     def _decode(self, raw: bytes, operation_id: str) -> dict[str, Any]:
         try:

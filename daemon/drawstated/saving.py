@@ -18,6 +18,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from drawstate import protocol
+from drawstate.limits import Limits
 from drawstate.model import InvalidState, check_state
 from drawstated import errors, requests
 from drawstated.cleanup import DeferredCleanup
@@ -43,13 +44,7 @@ class Saver:
     def plan(self, request: Mapping[str, Any], deadline: float) -> SaveRequest:
         """Check the request and its state; RequestError names what is wrong."""
         state = requests.state_map(request)
-        try:
-            check_state(state, self.config.limits)
-            head = encode_head(state, self.config.limits)
-        except StateTooLarge as exc:
-            raise errors.invalid(str(exc)) from exc
-        except InvalidState as exc:
-            raise errors.corrupted(str(exc)) from exc
+        head = checked_head(state, self.config.limits)
         lock_key, operation_id = state["lock_key"], state["operation_id"]
         if (lock_key, operation_id) in self.cleanup:
             raise closed_by_deferred(operation_id)
@@ -132,6 +127,17 @@ class Saver:
                 replicas=acked,
             )
         return fields
+
+
+def checked_head(state: Mapping[str, Any], limits: Limits) -> bytes:
+    """A state from a client, checked and encoded: draw_state_corrupted, or invalid_request past the cap."""
+    try:
+        check_state(state, limits)
+        return encode_head(state, limits)
+    except StateTooLarge as exc:
+        raise errors.invalid(str(exc)) from exc
+    except InvalidState as exc:
+        raise errors.corrupted(str(exc)) from exc
 
 
 def closed_by_deferred(operation_id: str) -> errors.RequestError:
