@@ -26,6 +26,8 @@ RAW_STATE_CHARS = 16_384
 #: Stream entries read per round trip by the `audit` op.
 READ_BATCH = 200
 _STREAM_ID_RE = re.compile(r"\d{1,20}-\d{1,20}")
+#: Each half of a stream id is an unsigned 64-bit number.
+STREAM_ID_PART_MAX = 2**64 - 1
 
 
 def event(
@@ -80,7 +82,9 @@ async def read_events(
     since = requests.optional_int(request, "since", 0, INT64_MAX // 1000)
     cursor = requests.optional_str(request, "cursor", 64)
     lock_key = requests.lock_key(request, limits) if request.get("lock_key") is not None else None
-    if cursor is not None and not _STREAM_ID_RE.fullmatch(cursor):
+    if cursor is not None and not (
+        _STREAM_ID_RE.fullmatch(cursor) and all(int(part) <= STREAM_ID_PART_MAX for part in cursor.split("-"))
+    ):
         raise errors.invalid("cursor is not one this daemon returned")
     start = f"({cursor}" if cursor else f"{(since or 0) * 1000}-0"
     items: list[dict[str, Any]] = []

@@ -24,9 +24,10 @@ DEFAULT_DEADLINE_MS = 2000
 #: Deadlines longer than this are clipped: nobody waits a minute on a draw.
 MAX_DEADLINE_MS = 30_000
 #: Time kept back from a deadline to encode and send the reply before the client gives up.
-REPLY_MARGIN_MS = 5
+REPLY_MARGIN_MS = 15
 MAX_CONNECTIONS = 1024
-MAX_INFLIGHT_PER_CONNECTION = 128
+#: A client that never reads can pin this many replies (each up to a state) in daemon memory.
+MAX_INFLIGHT_PER_CONNECTION = 32
 #: A connection silent this long while holding a partial frame is closed (slow-loris guard).
 PARTIAL_FRAME_TIMEOUT_S = 10.0
 SOCKET_MODE = 0o660

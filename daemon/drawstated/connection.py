@@ -40,6 +40,8 @@ class ServerState:
         self.stats = stats
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        #: config.max_connections, or fewer if the process may not open that many descriptors.
+        self.max_connections = config.max_connections
         #: Set while no request is in flight (shutdown waits on it).
         self.idle = asyncio.Event()
         self.idle.set()
@@ -75,9 +77,9 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         stats = self.state.stats
         stats.connections_total += 1
-        if len(self.state.connections) >= self.config.max_connections:
+        if len(self.state.connections) >= self.state.max_connections:
             stats.connections_refused += 1
-            self._refuse(protocol.OVERLOADED, f"connection limit ({self.config.max_connections}) reached")
+            self._refuse(protocol.OVERLOADED, f"connection limit ({self.state.max_connections}) reached")
             return
         if self.config.allowed_uids is not None or self.config.allowed_gids is not None:
             uid, gid = self._peer_ids()

@@ -13,6 +13,7 @@ import contextlib
 import grp
 import logging
 import os
+import resource
 import signal
 import socket
 from pathlib import Path
@@ -31,6 +32,8 @@ from drawstated.store import CloseOutcome, Store
 
 log = logging.getLogger("drawstated.server")
 
+#: Descriptors kept for Redis, the journal, metrics and the listener beyond client connections.
+FD_RESERVE = 64
 #: Time given at start-up to reach Redis and load the scripts before serving anyway.
 STARTUP_REDIS_WAIT_S = 5.0
 LISTEN_BACKLOG = 1024
@@ -38,6 +41,26 @@ LISTEN_BACKLOG = 1024
 
 class SocketInUse(RuntimeError):
     pass
+
+
+def usable_connections(wanted: int) -> int:
+    """Raise the soft descriptor limit toward the hard one so `wanted` connections fit.
+
+    Past the descriptor limit a connection can be neither served nor refused
+    (accept fails and it waits in the backlog), so when the hard limit is too
+    low the connection limit shrinks instead, and the extra ones get `overloaded`.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + FD_RESERVE
+    if soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft >= needed:
+        return wanted
+    usable = max(1, soft - FD_RESERVE)
+    log.warning("descriptor limit too low for max_connections; serving fewer",
+                extra={"max_connections": wanted, "usable": usable, "nofile": soft})  # fmt: skip
+    return usable
 
 
 def bind_socket(config: Config) -> socket.socket:
@@ -120,6 +143,7 @@ class Server:
         self.cleanup.replay_journal()
         self.cleanup.start()
         self.state = ServerState(config, handlers, self.stats)
+        self.state.max_connections = usable_connections(config.max_connections)
         sock = systemd.listen_socket()
         if sock is None:
             sock = bind_socket(config)

@@ -1,0 +1,531 @@
+"""docs/limits.md is the one table of limits; this module holds it to the code and to the wire.
+
+For every row: the named constant exists with the documented default, the
+Config field and the serve option set it, and a client that goes past it gets
+the documented outcome — a wire error code, a paused connection or a closed
+one. Each provocation also checks the value at the limit is still accepted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import re
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from drawstate import limits
+from drawstate.protocol import HEADER, encode_frame
+from drawstated import config as config_module
+from drawstated.config import Config
+from drawstated.options import SERVE_OPTIONS
+from tests.chaos.probes import KNOWN_CODES, reply_code
+from tests.conftest import wait_until
+from tests.support.daemon import DaemonThread
+from tests.support.redis_proc import RedisProcess
+from tests.support.wire import RawPeer
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "limits.md"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    constant: str | None
+    module: str | None
+    default: str
+    field: str | None
+    option: str | None
+    outcome: frozenset[str]  # wire codes, plus "paused" / "closed"
+
+    @property
+    def value(self) -> Any:
+        assert self.constant and self.module
+        return getattr(importlib.import_module(self.module), self.constant)
+
+
+def _outcome(cell: str) -> frozenset[str]:
+    tokens = set(re.findall(r"`([a-z_]+)`", cell)) & KNOWN_CODES
+    tokens |= {word for word in ("paused", "closed") if word in cell}
+    return frozenset(tokens)
+
+
+def _rows() -> list[Row]:
+    rows = []
+    for line in DOC.read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+        if len(cells) != 5 or cells[0] in ("limit", "---|---|---|---|---") or set(cells[0]) == {"-"}:
+            continue
+        constant = re.match(r"`([A-Z0-9_]+)` \(`([a-z_.]+)`\)", cells[1])
+        field = re.match(r"`([a-z_.]+)`", cells[3])
+        option = re.search(r"`(--[a-z-]+)`", cells[3])
+        rows.append(
+            Row(
+                name=cells[0],
+                constant=constant[1] if constant else None,
+                module=constant[2] if constant else None,
+                default=cells[2],
+                field=field[1] if field else None,
+                option=option[1] if option else None,
+                outcome=_outcome(cells[4]),
+            )
+        )
+    return rows
+
+
+ROWS = _rows()
+ROWS_BY_NAME = {row.name: row for row in ROWS}
+
+
+def test_the_table_parses_and_names_each_limit_once():
+    assert len(ROWS) >= 30
+    assert len(ROWS_BY_NAME) == len(ROWS)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
+def test_documented_constant_default_field_and_option_match_the_code(row):
+    number = re.match(r"[0-9.]+", row.default)
+    assert number, f"default of {row.name!r} does not start with its value"
+    documented = float(number[0]) if "." in number[0] else int(number[0])
+    if row.constant:
+        assert row.value == documented, f"{row.constant} is {row.value}, the doc says {documented}"
+    if row.field:
+        config = Config(socket_path=Path("/tmp/unused.sock"), data_dir=Path("/tmp/unused"))
+        owner = config.limits if row.field.startswith("limits.") else config
+        assert getattr(owner, row.field.removeprefix("limits.")) == documented
+    if row.option:
+        [option] = [o for o in SERVE_OPTIONS if o.flag == row.option]
+        assert option.field == row.field, f"{row.option} sets {option.field}, not {row.field}"
+
+
+def test_every_named_limit_constant_is_in_the_table():
+    documented = {(row.module, row.constant) for row in ROWS}
+    named = {("drawstate.limits", name) for name in dir(limits) if name.startswith("MAX_")}
+    named |= {("drawstate.limits", "INT64_MAX"), ("drawstate.limits", "DRAW_INT_MAX")}
+    named |= {
+        ("drawstated.config", name)
+        for name in dir(config_module)
+        if (name.startswith("MAX_") or name.endswith(("_TIMEOUT_S", "_GRACE_S", "_MAXLEN")))
+        and not hasattr(limits, name)  # imported from drawstate.limits, listed under it
+    }
+    named |= {("drawstated.connection", "WRITE_BUFFER_HIGH"), ("drawstated.requests", "MAX_PENDING_LIMIT")}
+    assert named - documented == set()
+
+
+# --- provoking each limit ----------------------------------------------------------------------
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _state(**changes: Any) -> dict[str, Any]:
+    state = {
+        "lock_key": "limits:1",
+        "operation_id": f"op_{time.monotonic_ns()}",
+        "total_count": 10,
+        "completed_count": 1,
+        "results": [4],
+        "start_time": _now(),
+        "last_update_time": _now(),
+    }
+    state.update(changes)
+    return state
+
+
+class Harness:
+    """A default daemon on the module's Redis, custom daemons on demand, a stoppable Redis on demand."""
+
+    def __init__(self, request: pytest.FixtureRequest, daemon: DaemonThread) -> None:
+        self.request = request
+        self.daemon = daemon
+        self.peers: list[RawPeer] = []
+
+    def peer(self, daemon: DaemonThread | None = None, timeout: float = 5.0) -> RawPeer:
+        peer = RawPeer((daemon or self.daemon).config.socket_path, timeout=timeout)
+        self.peers.append(peer)
+        return peer
+
+    def start(self, redis_url: str | None = None, **overrides: Any) -> DaemonThread:
+        make_config = self.request.getfixturevalue("make_config")
+        url = redis_url or self.request.getfixturevalue("chaos_redis").url
+        daemon: DaemonThread = self.request.getfixturevalue("start_daemon")(
+            make_config(redis_url=url, **overrides)
+        )
+        return daemon
+
+    @property
+    def stoppable_redis(self) -> RedisProcess:
+        redis: RedisProcess = self.request.getfixturevalue("own_redis")
+        return redis
+
+    def codes(self, *requests: dict[str, Any], daemon: DaemonThread | None = None) -> list[str]:
+        peer = self.peer(daemon)
+        return [reply_code(peer.request({"id": i, **r})) for i, r in enumerate(requests)]
+
+    def save(self, state: dict[str, Any], **fields: Any) -> str:
+        return self.codes({"op": "save", "state": state, **fields})[0]
+
+    def close(self) -> None:
+        for peer in self.peers:
+            peer.close()
+
+
+@pytest.fixture(scope="module")
+def limits_daemon(chaos_redis: RedisProcess) -> Iterator[DaemonThread]:
+    directory = Path(tempfile.mkdtemp(prefix="dsl-", dir="/tmp"))
+    daemon = DaemonThread(
+        Config(socket_path=directory / "d.sock", data_dir=directory / "data", redis_url=chaos_redis.url)
+    ).start()
+    yield daemon
+    daemon.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def harness(request: pytest.FixtureRequest, limits_daemon: DaemonThread) -> Iterator[Harness]:
+    h = Harness(request, limits_daemon)
+    yield h
+    h.close()
+
+
+def _frame_size(h: Harness) -> set[str]:
+    peer = h.peer()
+    overhead = len(msgpack.packb({"id": 1, "op": "ping", "pad": "x" * 70_000})) - 70_000
+    body = msgpack.packb({"id": 1, "op": "ping", "pad": "x" * (limits.MAX_FRAME_BYTES - overhead)})
+    assert len(body) == limits.MAX_FRAME_BYTES
+    peer.send_raw(HEADER.pack(len(body)) + body)
+    assert peer.read()["ok"] is True  # at the limit: served
+    peer.send_raw(HEADER.pack(limits.MAX_FRAME_BYTES + 1))  # the header alone is refused
+    reply = peer.read()
+    assert reply["id"] is None
+    return {reply_code(reply)} | ({"closed"} if peer.closed_by_peer() else set())
+
+
+def _connections(h: Harness) -> set[str]:
+    daemon = h.start(max_connections=2)
+    held = [h.peer(daemon), h.peer(daemon)]
+    assert all(p.request({"id": 1, "op": "ping"})["ok"] for p in held)
+    extra = h.peer(daemon)
+    reply = extra.read()
+    assert reply["id"] is None and reply["error"]["retryable"] is True
+    return {reply_code(reply)} | ({"closed"} if extra.closed_by_peer() else set())
+
+
+def _connection_of(daemon: DaemonThread, condition: Callable[[Any], bool]) -> bool:
+    assert daemon.server.state is not None
+    connections = daemon.server.state.connections
+    return bool(daemon.call(lambda: any(condition(c) for c in connections)))
+
+
+def _in_flight(h: Harness) -> set[str]:
+    redis = h.stoppable_redis
+    daemon = h.start(redis.url, max_inflight_per_connection=4)
+    peer = h.peer(daemon)
+    redis.pause()
+    try:
+        peer.send_raw(b"".join(encode_frame({"id": i, "op": "save", "state": _state()}) for i in range(10)))
+        wait_until(lambda: _connection_of(daemon, lambda c: c.in_flight == 4 and c.read_paused), timeout=5)
+        assert not _connection_of(daemon, lambda c: c.in_flight > 4)
+    finally:
+        redis.resume()
+    assert sorted(peer.read()["id"] for _ in range(10)) == list(range(10))  # all served, in turn
+    return {"paused"}
+
+
+def _unread_replies(h: Harness) -> set[str]:
+    prize = {"id": "p" * 100, "name": "n" * 150, "probability": 0.5, "value": 1}
+    state = _state(total_count=10_000, completed_count=1000, results=[], prize_results=[prize] * 1000)
+    assert h.save(state) == "ok"
+    load = {"op": "load", "lock_key": state["lock_key"], "operation_id": state["operation_id"]}
+    greedy = h.peer()
+    greedy.sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):  # the daemon stopped reading: that is the point
+        greedy.send_raw(b"".join(encode_frame({"id": i, **load}) for i in range(100)))
+    wait_until(lambda: _connection_of(h.daemon, lambda c: c.write_paused and c.read_paused), timeout=5)
+    return {"paused"}
+
+
+def _partial_frame(h: Harness) -> set[str]:
+    daemon = h.start(partial_frame_timeout_s=0.3)
+    peer = h.peer(daemon)
+    started = time.monotonic()
+    peer.send_raw(encode_frame({"id": 1, "op": "ping"})[:6])
+    closed = peer.closed_by_peer()
+    assert time.monotonic() - started >= 0.25
+    return {"closed"} if closed else set()
+
+
+def _request_id(h: Harness) -> set[str]:
+    peer = h.peer()
+    assert peer.request({"id": limits.INT64_MAX, "op": "ping"})["id"] == limits.INT64_MAX
+    reply = peer.request({"id": limits.INT64_MAX + 1, "op": "ping"})
+    assert reply["id"] is None
+    assert peer.request({"id": 1, "op": "ping"})["ok"]  # still open
+    return {reply_code(reply)}
+
+
+def _longest_deadline(h: Harness) -> set[str]:
+    ok, too_short = h.codes({"op": "ping", "deadline_ms": 2**62}, {"op": "ping", "deadline_ms": 0})
+    assert ok == "ok"  # clipped, not refused
+    return {too_short}
+
+
+def _default_deadline(h: Harness) -> set[str]:
+    redis = h.stoppable_redis
+    daemon = h.start(redis.url, default_deadline_ms=300)
+    peer = h.peer(daemon)
+    redis.pause()
+    try:
+        started = time.monotonic()
+        reply = peer.request({"id": 1, "op": "save", "state": _state()})  # names no deadline
+        assert time.monotonic() - started < 0.3
+    finally:
+        redis.resume()
+    return {reply_code(reply)}
+
+
+def _state_size(h: Harness) -> set[str]:
+    from drawstated.codec import StateTooLarge, encode_head
+
+    prize = {"id": "p" * 100, "name": "n" * 150, "probability": 0.5, "value": 1}
+
+    def sized(count: int) -> dict[str, Any]:
+        return _state(total_count=10_000, completed_count=count, results=[], prize_results=[prize] * count)
+
+    each = len(encode_head(sized(2))) - len(encode_head(sized(1)))
+    under = (limits.MAX_STATE_BYTES - len(encode_head(sized(0)))) // each
+    encode_head(sized(under))  # fits
+    with pytest.raises(StateTooLarge):
+        encode_head(sized(under + 1))
+    assert h.save(sized(under)) == "ok"
+    return {h.save(sized(under + 1))}
+
+
+def _total_count(h: Harness) -> set[str]:
+    assert h.save(_state(total_count=limits.MAX_TOTAL)) == "ok"
+    return {h.save(_state(total_count=limits.MAX_TOTAL + 1))}
+
+
+def _list_lengths(h: Harness) -> set[str]:
+    error = {"draw_index": 2, "error_message": "x", "timestamp": 1}
+    assert h.save(_state(total_count=2, completed_count=1, results=[1], errors=[error])) == "ok"
+    return {
+        h.save(_state(completed_count=1, results=[1, 2])),
+        h.save(
+            _state(
+                completed_count=1,
+                results=[],
+                prize_results=[{"id": "a", "name": "", "probability": 0, "value": 1}] * 2,
+            )
+        ),
+        h.save(_state(total_count=2, completed_count=2, results=[1, 2], errors=[error])),
+    }
+
+
+def _text_limit(field: str, cap: int) -> Callable[[Harness], set[str]]:
+    def provoke(h: Harness) -> set[str]:
+        fill = "k" if field == "lock_key" else "a"
+        assert h.save(_state(**{field: fill * cap})) == "ok"
+        in_state = h.save(_state(**{field: fill * (cap + 1)}))
+        as_field = {"lock_key": "limits:1", "operation_id": "op-1", field: fill * (cap + 1)}
+        [in_request] = h.codes({"op": "complete", **as_field})
+        return {in_state, in_request}
+
+    return provoke
+
+
+def _metadata(entries: int, key_chars: int, value_chars: int) -> dict[str, str]:
+    return {f"{i:0{key_chars}d}": "v" * value_chars for i in range(entries)}
+
+
+def _metadata_entries(h: Harness) -> set[str]:
+    assert h.save(_state(metadata=_metadata(limits.MAX_METADATA_ENTRIES, 4, 1))) == "ok"
+    return {h.save(_state(metadata=_metadata(limits.MAX_METADATA_ENTRIES + 1, 4, 1)))}
+
+
+def _metadata_key(h: Harness) -> set[str]:
+    assert h.save(_state(metadata=_metadata(1, limits.MAX_METADATA_KEY_CHARS, 1))) == "ok"
+    return {h.save(_state(metadata=_metadata(1, limits.MAX_METADATA_KEY_CHARS + 1, 1)))}
+
+
+def _metadata_value(h: Harness) -> set[str]:
+    assert h.save(_state(metadata=_metadata(1, 4, limits.MAX_METADATA_VALUE_CHARS))) == "ok"
+    return {h.save(_state(metadata=_metadata(1, 4, limits.MAX_METADATA_VALUE_CHARS + 1)))}
+
+
+def _prize_text(h: Harness) -> set[str]:
+    def prize(chars: int) -> dict[str, Any]:
+        return {"id": "i" * chars, "name": "n" * chars, "probability": 0.5, "value": 1}
+
+    assert h.save(_state(results=[], prize_results=[prize(limits.MAX_PRIZE_TEXT_CHARS)])) == "ok"
+    return {h.save(_state(results=[], prize_results=[prize(limits.MAX_PRIZE_TEXT_CHARS + 1)]))}
+
+
+def _error_message(h: Harness) -> set[str]:
+    def error(chars: int) -> dict[str, Any]:
+        return {"draw_index": 2, "error_message": "e" * chars, "timestamp": 1}
+
+    assert h.save(_state(errors=[error(limits.MAX_ERROR_MESSAGE_CHARS)])) == "ok"
+    return {h.save(_state(errors=[error(limits.MAX_ERROR_MESSAGE_CHARS + 1)]))}
+
+
+def _draw_ints(h: Harness) -> set[str]:
+    assert h.save(_state(results=[-limits.DRAW_INT_MAX])) == "ok"
+    prize = {"id": "a", "name": "", "probability": 1, "value": limits.DRAW_INT_MAX + 1}
+    return {
+        h.save(_state(results=[limits.DRAW_INT_MAX + 1])),
+        h.save(_state(results=[], prize_results=[prize])),
+    }
+
+
+def _token(h: Harness) -> set[str]:
+    assert h.save(_state(), token="t" * limits.MAX_TOKEN_CHARS) == "ok"
+    return {h.save(_state(), token="t" * (limits.MAX_TOKEN_CHARS + 1))}
+
+
+def _reason(h: Harness) -> set[str]:
+    def rollback(chars: int) -> dict[str, Any]:
+        return {"op": "rollback", "lock_key": "limits:1", "operation_id": f"r{chars}", "reason": "r" * chars}
+
+    ok, too_long = h.codes(rollback(limits.MAX_REASON_CHARS), rollback(limits.MAX_REASON_CHARS + 1))
+    assert ok == "ok"
+    return {too_long}
+
+
+def _ttl(h: Harness) -> set[str]:
+    assert h.save(_state(), ttl_s=config_module.MAX_TTL_S) == "ok"
+    return {h.save(_state(), ttl_s=config_module.MAX_TTL_S + 1)}
+
+
+def _page_size(h: Harness) -> set[str]:
+    from drawstated.requests import MAX_PENDING_LIMIT
+
+    ok_pending, ok_audit, pending, audit = h.codes(
+        {"op": "pending", "limit": MAX_PENDING_LIMIT},
+        {"op": "audit", "limit": MAX_PENDING_LIMIT},
+        {"op": "pending", "limit": MAX_PENDING_LIMIT + 1},
+        {"op": "audit", "limit": MAX_PENDING_LIMIT + 1},
+    )
+    assert (ok_pending, ok_audit) == ("ok", "ok")
+    return {pending, audit}
+
+
+def _cursor(h: Harness) -> set[str]:
+    ok, pending, audit = h.codes(
+        {"op": "pending", "lock_key": "limits:1", "cursor": "c" * 64},
+        {"op": "pending", "lock_key": "limits:1", "cursor": "c" * 65},
+        {"op": "audit", "cursor": "1" * 65},
+    )
+    assert ok == "ok"
+    return {pending, audit}
+
+
+def _redis_stall_detector(h: Harness) -> set[str]:
+    redis = h.stoppable_redis
+    daemon = h.start(redis.url, redis_socket_timeout_s=0.2)
+    peer = h.peer(daemon)
+    assert peer.request({"id": 0, "op": "save", "state": _state()})["ok"]
+    connects = daemon.call(lambda: daemon.server.stats.redis_connects)
+    redis.pause()
+    try:
+        started = time.monotonic()
+        reply = peer.request({"id": 1, "op": "save", "state": _state(), "deadline_ms": 1000})
+        assert time.monotonic() - started < 1.0
+        assert daemon.call(lambda: daemon.server.stats.redis_connects) > connects  # dropped, reopened
+    finally:
+        redis.resume()
+    assert peer.request({"id": 2, "op": "save", "state": _state()})["ok"]
+    return {reply_code(reply)}
+
+
+PROVOKE: dict[str, Callable[[Harness], set[str]]] = {
+    "frame size": _frame_size,
+    "connections": _connections,
+    "in flight per connection": _in_flight,
+    "unread replies per connection": _unread_replies,
+    "partial-frame timeout": _partial_frame,
+    "request id": _request_id,
+    "longest deadline": _longest_deadline,
+    "default deadline": _default_deadline,
+    "state size": _state_size,
+    "total_count": _total_count,
+    "list lengths": _list_lengths,
+    "lock key length": _text_limit("lock_key", limits.MAX_LOCK_KEY_CHARS),
+    "operation id length": _text_limit("operation_id", limits.MAX_OPERATION_ID_CHARS),
+    "metadata entries": _metadata_entries,
+    "metadata key length": _metadata_key,
+    "metadata value length": _metadata_value,
+    "prize id and name length": _prize_text,
+    "error message length": _error_message,
+    "draw results and prize values": _draw_ints,
+    "save token length": _token,
+    "rollback reason length": _reason,
+    "ttl_s": _ttl,
+    "page size of pending and audit": _page_size,
+    "cursor length of pending and audit": _cursor,
+    "Redis stall detector": _redis_stall_detector,
+}
+#: Rows whose outcome is provoked by other tests, and where.
+COVERED_ELSEWHERE = {
+    "shutdown grace": "tests/integration/test_process.py (SIGTERM answers requests in flight)",
+}
+#: Rows that document alternatives ("X or Y"): provoking one of them is enough.
+EITHER = {"default deadline", "Redis stall detector"}
+
+
+def test_every_limit_with_an_outcome_is_provoked_here_or_elsewhere():
+    with_outcome = {row.name for row in ROWS if row.outcome}
+    assert with_outcome - PROVOKE.keys() - COVERED_ELSEWHERE.keys() == set()
+    assert PROVOKE.keys() <= ROWS_BY_NAME.keys()
+
+
+@pytest.mark.parametrize("name", sorted(PROVOKE))
+def test_limit_is_enforced_with_the_documented_outcome(harness, name):
+    documented = ROWS_BY_NAME[name].outcome
+    observed = PROVOKE[name](harness)
+    if name in EITHER:
+        assert observed and observed <= documented, (observed, documented)
+    else:
+        assert observed == documented
+
+
+def test_audit_cursor_past_the_stream_id_range_is_invalid_request(harness):
+    assert harness.codes({"op": "audit", "cursor": "99999999999999999999-0"}) == ["invalid_request"]
+
+
+def test_connections_past_the_descriptor_limit_are_served_or_refused_not_left_waiting(
+    chaos_redis, spawn_daemon
+):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, soft), hard))  # the daemon inherits it
+    try:
+        daemon = spawn_daemon(chaos_redis.url)  # max_connections 1024, above 256 descriptors
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(400):  # each is either served or refused; none waits unanswered
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.settimeout(2)
+            try:
+                sock.connect(str(daemon.socket_path))
+                sock.sendall(encode_frame({"id": 1, "op": "ping"}))
+                assert sock.recv(4096), "closed without a reply"
+            except (BlockingIOError, TimeoutError):
+                pytest.fail(f"connection {len(socks)} got no answer (fd limit {min(256, soft)})")
+    finally:
+        for sock in socks:
+            sock.close()
