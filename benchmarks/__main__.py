@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from benchmarks.settings import QUICK, SCENARIOS, Settings
+from benchmarks.settings import QUICK, SCENARIOS, TOPOLOGIES, Settings
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -52,6 +52,13 @@ def _on_sigterm(signum: int, frame: object) -> NoReturn:
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     help="Results directory. [default: benchmarks/results/<timestamp>/]",
+)
+@click.option(
+    "--topology",
+    type=click.Choice(TOPOLOGIES),
+    default="standalone",
+    help="Our own Redis: one server (unix socket), or a 3-master + 3-replica Cluster (loopback TCP) "
+    "that the daemon reaches with --redis-cluster and direct with redis.RedisCluster.",
 )
 @click.option("--redis-url", help="Use this running Redis instead of starting one.")
 @click.option("--socket", "socket_path", help="Use the daemon on this socket (needs --redis-url).")

@@ -32,7 +32,8 @@ class Run:
 
     @property
     def endpoints(self) -> Endpoints:
-        return Endpoints(self.env.socket_path, self.env.redis_url, self.env.prefix)
+        env = self.env
+        return Endpoints(env.socket_path, env.redis_url, env.prefix, env.cluster_seeds)
 
     def progress(self, message: str) -> None:
         print(f"[{time.monotonic() - self.began:6.1f}s] {message}", file=sys.stderr, flush=True)
@@ -83,6 +84,7 @@ def closed_window(
         "other_load_cores": measure.other_cores(cpu),
         "daemon_cpu_s_per_1k_ops": per_1k.get("daemon"),
         "redis_cpu_s_per_1k_ops": per_1k.get("redis"),
+        "replicas_cpu_s_per_1k_ops": per_1k.get("replicas"),
         "client_cpu_us_per_op": (
             round(sum(r["client_cpu_s"] for r in replies) / ops * 1e6, 1) if ops else None
         ),

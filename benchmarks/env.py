@@ -1,13 +1,18 @@
-"""What the benchmark runs against: its own redis-server and daemon as child processes, or given ones.
+"""What the benchmark runs against: its own Redis (one server or a Cluster) and daemon, or given ones.
 
-Own: a redis-server (drawstated.embedded.find_redis_server()) on a unix socket in
-a private temp dir, persistence off unless asked (both the sidecar and direct
-runs write to this one Redis, so it costs them alike), and the daemon as
+Own standalone (`--topology standalone`, the default): a redis-server
+(drawstated.embedded.find_redis_server()) on a unix socket in a private temp
+dir, persistence off unless asked (both the sidecar and direct runs write to
+this one Redis, so it costs them alike), and the daemon as
 `python -m drawstated --socket ... --redis-url ... --data-dir ...` with its
 defaults (DRAWSTATE_* variables of the caller are not passed on). Both run in
 their own session, so a Ctrl-C on the terminal reaches only the harness, which
 stops them in order; both also die with the harness (PR_SET_PDEATHSIG) should
 it be killed outright. Their pids are known, so /proc gives their CPU and RSS.
+
+Own cluster (`--topology cluster`): 3 masters + 3 replicas on loopback TCP
+(cluster.py), the daemon started with `--redis-cluster <seeds>`; Redis CPU and
+RSS are those of the masters, summed, with the replicas' apart.
 
 Given: `--redis-url` and `--socket` of running ones; CPU and RSS are measured
 only for the pids given with `--daemon-pid` / `--redis-pid`.
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import redis
 
+from benchmarks.cluster import OwnCluster
 from benchmarks.pool import prctl
 from drawstate import Client
 from drawstated.embedded import find_redis_server
@@ -45,15 +51,29 @@ class EnvironmentFailed(RuntimeError):
 @dataclass(frozen=True)
 class Environment:
     socket_path: str
+    #: The Redis URL; for a cluster, that of its first seed node (for display only).
     redis_url: str
     prefix: str
     daemon_pid: int | None
     redis_pid: int | None
     owned: bool
     redis_version: str
+    topology: str = "standalone"
+    cluster: OwnCluster | None = None
 
     @property
-    def pids(self) -> dict[str, int | None]:
+    def cluster_seeds(self) -> tuple[str, ...]:
+        return self.cluster.seeds if self.cluster is not None else ()
+
+    @property
+    def pids(self) -> dict[str, int | list[int] | None]:
+        """Processes measured: "redis" is every master of a cluster (summed); "replicas" its replicas."""
+        if self.cluster is not None:
+            return {
+                "daemon": self.daemon_pid,
+                "redis": self.cluster.master_pids(),
+                "replicas": self.cluster.replica_pids(),
+            }
         return {"daemon": self.daemon_pid, "redis": self.redis_pid}
 
 
@@ -129,13 +149,14 @@ def start_redis(directory: Path, *, aof: bool) -> tuple[subprocess.Popen[bytes],
     return proc, url
 
 
-def start_daemon(directory: Path, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_daemon(directory: Path, redis_args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    """The daemon with its defaults and `redis_args` (`--redis-url URL` or `--redis-cluster SEEDS`)."""
     sock = directory / "d.sock"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRAWSTATE_")}
     args = [
         sys.executable, "-m", "drawstated",
         "--socket", str(sock),
-        "--redis-url", redis_url,
+        *redis_args,
         "--data-dir", str(directory / "data"),
     ]  # fmt: skip
     log_path = directory / "daemon.log"
@@ -167,6 +188,14 @@ def _forget_keys(url: str, tag: str) -> None:
             client.unlink(*batch)
 
 
+def _start_cluster(aof: bool) -> OwnCluster:
+    try:
+        return OwnCluster(aof=aof)
+    except (RuntimeError, OSError, subprocess.SubprocessError, redis.RedisError) as exc:
+        detail = getattr(exc, "stderr", None) or ""
+        raise EnvironmentFailed(f"the Redis Cluster could not be built: {exc} {detail!r}") from exc
+
+
 @contextlib.contextmanager
 def environment(
     *,
@@ -177,16 +206,24 @@ def environment(
     redis_pid: int | None = None,
     prefix: str = "lottery",
     aof: bool = False,
+    topology: str = "standalone",
 ) -> Iterator[Environment]:
     """Start what is not given, yield the endpoints, and stop what was started, whatever happens."""
     directory = Path(tempfile.mkdtemp(prefix="dsb-", dir="/tmp"))  # short: unix socket paths
     redis_proc = daemon_proc = None
+    cluster: OwnCluster | None = None
     try:
-        if redis_url is None:
-            redis_proc, redis_url = start_redis(directory, aof=aof)
-            redis_pid = redis_proc.pid
+        if topology == "cluster":
+            cluster = _start_cluster(aof)
+            redis_url = f"redis://{cluster.seeds[0]}"
+            redis_args = ["--redis-cluster", ",".join(cluster.seeds)]
+        else:
+            if redis_url is None:
+                redis_proc, redis_url = start_redis(directory, aof=aof)
+                redis_pid = redis_proc.pid
+            redis_args = ["--redis-url", redis_url]
         if socket_path is None:
-            daemon_proc, socket_path = start_daemon(directory, redis_url)
+            daemon_proc, socket_path = start_daemon(directory, redis_args)
             daemon_pid = daemon_proc.pid
         yield Environment(
             socket_path=socket_path,
@@ -194,13 +231,17 @@ def environment(
             prefix=prefix,
             daemon_pid=daemon_pid,
             redis_pid=redis_pid,
-            owned=redis_proc is not None,
-            redis_version=_redis_version(redis_url),
+            owned=redis_proc is not None or cluster is not None,
+            redis_version=cluster.version() if cluster is not None else _redis_version(redis_url),
+            topology=topology,
+            cluster=cluster,
         )
     finally:
         _stop(daemon_proc)
-        if redis_proc is None and redis_url is not None:
+        if redis_proc is None and cluster is None and redis_url is not None:
             with contextlib.suppress(redis.RedisError, OSError):
                 _forget_keys(redis_url, tag)
         _stop(redis_proc)
+        if cluster is not None:
+            cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)

@@ -88,6 +88,7 @@ class _Totals:
             "send_lag_us": measure.summarize(self.series["lag"]),
             "daemon_cpu_s_per_1k_ops": per_1k.get("daemon"),
             "redis_cpu_s_per_1k_ops": per_1k.get("redis"),
+            "replicas_cpu_s_per_1k_ops": per_1k.get("replicas"),
             "other_load_cores": measure.other_cores(self.cpu),
         }
 
@@ -136,4 +137,5 @@ def run(ctx: Run) -> dict[str, Any]:
     result["added_us"] = measure.added_us(result["sidecar"]["latency_us"], result["direct"]["latency_us"])
     result["daemon_rss_max_mb"] = rss.get("daemon")
     result["redis_rss_max_mb"] = rss.get("redis")
+    result["replicas_rss_max_mb"] = rss.get("replicas")
     return result

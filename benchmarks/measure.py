@@ -3,7 +3,8 @@
 Latencies travel as `array("d")` of seconds (compact to pickle between processes)
 and are reported in microseconds. CPU is utime+stime from /proc/<pid>/stat;
 RSS is VmRSS from /proc/<pid>/status, sampled by a background thread, since a
-peak between two reads would otherwise be missed.
+peak between two reads would otherwise be missed. A name may stand for a group
+of processes (a cluster's masters): its CPU and RSS are the group's sums.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import threading
 import time
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
@@ -105,6 +106,15 @@ def machine_busy_seconds() -> float | None:
     return (user + nice + system + irq + softirq + steal) / _TICKS_PER_S
 
 
+def _group_sum(values: Iterable[float | int | None]) -> float | None:
+    """The sum of what could be read; None when no process of the group could be."""
+    read = [value for value in values if value is not None]
+    return sum(read) if read else None
+
+
+Pids = Mapping[str, int | Sequence[int] | None]
+
+
 class Usage:
     """CPU snapshots and RSS peaks of named processes (e.g. daemon, redis) over one scenario.
 
@@ -114,8 +124,9 @@ class Usage:
     whole machine's, so `other_cores` can tell how much CPU something else was using.
     """
 
-    def __init__(self, pids: Mapping[str, int | None], harness_pids: Iterable[int] = ()) -> None:
-        self.pids = {name: pid for name, pid in pids.items() if pid}
+    def __init__(self, pids: Pids, harness_pids: Iterable[int] = ()) -> None:
+        groups = {name: [pid] if isinstance(pid, int) else list(pid or ()) for name, pid in pids.items()}
+        self.pids = {name: group for name, group in groups.items() if group}
         self.harness_pids = list(harness_pids)
         self.rss_max_kb: dict[str, int] = {}
         self._stop = threading.Event()
@@ -136,13 +147,13 @@ class Usage:
             self._read_rss()
 
     def _read_rss(self) -> None:
-        for name, pid in self.pids.items():
-            value = rss_kb(pid)
+        for name, group in self.pids.items():
+            value = _group_sum(rss_kb(pid) for pid in group)
             if value is not None and value > self.rss_max_kb.get(name, 0):
-                self.rss_max_kb[name] = value
+                self.rss_max_kb[name] = int(value)
 
     def cpu(self) -> dict[str, float | None]:
-        snapshot = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        snapshot = {name: _group_sum(cpu_seconds(pid) for pid in group) for name, group in self.pids.items()}
         harness = [cpu_seconds(pid) for pid in self.harness_pids]
         snapshot["harness"] = sum(value for value in harness if value is not None)
         snapshot["machine"] = machine_busy_seconds()
@@ -160,7 +171,7 @@ def other_cores(delta: Mapping[str, float]) -> float | None:
     """
     if "machine" not in delta or not delta.get("wall"):
         return None
-    ours = sum(delta.get(name, 0.0) for name in ("daemon", "redis", "harness"))
+    ours = sum(delta.get(name, 0.0) for name in ("daemon", "redis", "replicas", "harness"))
     return round(max(0.0, delta["machine"] - ours) / delta["wall"], 2)
 
 
@@ -183,5 +194,5 @@ def cpu_per_1k_ops(cpu: Mapping[str, float], ops: int) -> dict[str, float | None
     return {
         name: (round(seconds / (ops / 1000), 4) if ops else None)
         for name, seconds in cpu.items()
-        if name in ("daemon", "redis")
+        if name in ("daemon", "redis", "replicas")
     }

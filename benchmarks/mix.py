@@ -46,4 +46,5 @@ def run(ctx: Run) -> dict[str, Any]:
     }
     result["daemon_rss_max_mb"] = rss.get("daemon")
     result["redis_rss_max_mb"] = rss.get("redis")
+    result["replicas_rss_max_mb"] = rss.get("replicas")
     return result

@@ -28,7 +28,9 @@ def write_png(path: Path, results: Mapping[str, Any]) -> None:
         axes[0][0].axis("off")
     for ax, name in zip(axes[0], panels, strict=False):
         DRAW[name](ax, scenarios[name])
-    fig.suptitle(f"drawstate sidecar vs direct redis-py — {results['meta']['started_at']}", fontsize=10)
+    meta = results["meta"]
+    title = f"drawstate sidecar vs direct redis-py, {meta.get('topology', 'standalone')} Redis"
+    fig.suptitle(f"{title} — {meta['started_at']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

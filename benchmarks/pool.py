@@ -38,11 +38,12 @@ class WorkerFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where the workers send load: the daemon's socket and the Redis it uses."""
+    """Where the workers send load: the daemon's socket and the Redis it uses (a cluster's seeds)."""
 
     socket_path: str
     redis_url: str
     prefix: str
+    cluster_seeds: tuple[str, ...] = ()
 
 
 @dataclass
@@ -55,7 +56,7 @@ class WorkerContext:
         """The worker's connection to `name` ("sidecar" or "direct"), opened once."""
         if name not in self.targets:
             e = self.endpoints
-            self.targets[name] = open_target(name, e.socket_path, e.redis_url, e.prefix)
+            self.targets[name] = open_target(name, e.socket_path, e.redis_url, e.prefix, e.cluster_seeds)
         return self.targets[name]
 
 

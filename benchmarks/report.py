@@ -53,11 +53,23 @@ def _signed_at(key: str) -> Callable[[Any], str]:
 
 
 def _rss(section: Mapping[str, Any]) -> list[str]:
+    replicas = section.get("replicas_rss_max_mb")
     return [
         f"Max RSS over the scenario: daemon {fmt(section.get('daemon_rss_max_mb'), 1)} MB, "
-        f"redis {fmt(section.get('redis_rss_max_mb'), 1)} MB.",
+        f"redis {fmt(section.get('redis_rss_max_mb'), 1)} MB"
+        + ("." if replicas is None else f" (masters, summed), replicas {fmt(replicas, 1)} MB."),
         "",
     ]
+
+
+def _with_replicas(
+    columns: list[Column], replicas: Column, rows: Iterable[Any], key: Callable[[Any], Any]
+) -> list[Column]:
+    """`columns` plus the replicas' CPU column when a row has it (a cluster run)."""
+    if any(key(row).get("replicas_cpu_s_per_1k_ops") is not None for row in rows):
+        at = next(i for i, (head, _) in enumerate(columns) if head.startswith("redis CPU")) + 1
+        return [*columns[:at], replicas, *columns[at:]]
+    return columns
 
 
 def _latency(section: Mapping[str, Any]) -> list[str]:
@@ -70,20 +82,19 @@ def _latency(section: Mapping[str, Any]) -> list[str]:
         "",
     ]
     rows = [{"name": name, **section[name]} for name in BOTH]
-    out += table(
-        [
-            ("target", lambda r: r["name"]),
-            *((f"{p} µs", lambda r, p=p: fmt(r["latency_us"][p])) for p in PCTS),
-            ("max µs", lambda r: fmt(r["latency_us"]["max"])),
-            ("ops/s", lambda r: fmt(r["ops_per_s"])),
-            ("errors", lambda r: r["errors"]),
-            ("send lag p99 µs", lambda r: fmt(r["send_lag_us"]["p99"])),
-            ("daemon CPU s/1k ops", lambda r: fmt(r["daemon_cpu_s_per_1k_ops"], 3)),
-            ("redis CPU s/1k ops", lambda r: fmt(r["redis_cpu_s_per_1k_ops"], 3)),
-            ("other load (cores)", lambda r: fmt(r["other_load_cores"], 2)),
-        ],
-        rows,
-    )
+    columns: list[Column] = [
+        ("target", lambda r: r["name"]),
+        *((f"{p} µs", lambda r, p=p: fmt(r["latency_us"][p])) for p in PCTS),
+        ("max µs", lambda r: fmt(r["latency_us"]["max"])),
+        ("ops/s", lambda r: fmt(r["ops_per_s"])),
+        ("errors", lambda r: r["errors"]),
+        ("send lag p99 µs", lambda r: fmt(r["send_lag_us"]["p99"])),
+        ("daemon CPU s/1k ops", lambda r: fmt(r["daemon_cpu_s_per_1k_ops"], 3)),
+        ("redis CPU s/1k ops", lambda r: fmt(r["redis_cpu_s_per_1k_ops"], 3)),
+        ("other load (cores)", lambda r: fmt(r["other_load_cores"], 2)),
+    ]
+    replicas: Column = ("replicas CPU s/1k ops", lambda r: fmt(r["replicas_cpu_s_per_1k_ops"], 3))
+    out += table(_with_replicas(columns, replicas, rows, lambda r: r), rows)
     out += ["Added by the sidecar (sidecar minus direct, µs):", ""]
     out += table([(p, _signed_at(p)) for p in PCTS], [section["added_us"]])
     out += ["Service time (from the actual send, not the intended one):", ""]
@@ -113,47 +124,46 @@ def _latency(section: Mapping[str, Any]) -> list[str]:
 
 def _throughput(section: Mapping[str, Any]) -> list[str]:
     out = [f"## throughput — closed loop, {section['duration_s']} s per target per process count", ""]
-    out += table(
-        [
-            ("processes", lambda r: r["processes"]),
-            ("sidecar ops/s", lambda r: fmt(r["sidecar"]["ops_per_s"])),
-            ("direct ops/s", lambda r: fmt(r["direct"]["ops_per_s"])),
-            ("sidecar/direct", lambda r: fmt(r["ratio"], 2)),
-            ("sidecar p50 / p99 µs", lambda r: _p50_p99(r["sidecar"])),
-            ("direct p50 / p99 µs", lambda r: _p50_p99(r["direct"])),
-            ("daemon CPU s/1k ops", lambda r: fmt(r["sidecar"]["daemon_cpu_s_per_1k_ops"], 3)),
-            ("redis CPU s/1k ops (sidecar / direct)", _pair("redis_cpu_s_per_1k_ops")),
-            ("client CPU µs/op (sidecar / direct)", _pair("client_cpu_us_per_op", 0)),
-            ("daemon RSS MB", lambda r: fmt(r["daemon_rss_max_mb"], 1)),
-            ("errors", lambda r: r["sidecar"]["errors"] + r["direct"]["errors"]),
-            ("other load (cores)", _pair("other_load_cores", 2)),
-        ],
-        section["levels"],
-    )
-    return out
+    replicas: Column = ("replicas CPU s/1k ops (sidecar / direct)", _pair("replicas_cpu_s_per_1k_ops"))
+    columns: list[Column] = [
+        ("processes", lambda r: r["processes"]),
+        ("sidecar ops/s", lambda r: fmt(r["sidecar"]["ops_per_s"])),
+        ("direct ops/s", lambda r: fmt(r["direct"]["ops_per_s"])),
+        ("sidecar/direct", lambda r: fmt(r["ratio"], 2)),
+        ("sidecar p50 / p99 µs", lambda r: _p50_p99(r["sidecar"])),
+        ("direct p50 / p99 µs", lambda r: _p50_p99(r["direct"])),
+        ("daemon CPU s/1k ops", lambda r: fmt(r["sidecar"]["daemon_cpu_s_per_1k_ops"], 3)),
+        ("redis CPU s/1k ops (sidecar / direct)", _pair("redis_cpu_s_per_1k_ops")),
+        ("client CPU µs/op (sidecar / direct)", _pair("client_cpu_us_per_op", 0)),
+        ("daemon RSS MB", lambda r: fmt(r["daemon_rss_max_mb"], 1)),
+        ("errors", lambda r: r["sidecar"]["errors"] + r["direct"]["errors"]),
+        ("other load (cores)", _pair("other_load_cores", 2)),
+    ]
+    levels = section["levels"]
+    return out + table(_with_replicas(columns, replicas, levels, lambda r: r["sidecar"]), levels)
 
 
 def _sizes(section: Mapping[str, Any]) -> list[str]:
     out = ["## sizes — sequential saves from one client, results and prize_results filled", ""]
-    out += table(
-        [
-            ("draws", lambda r: r["draws"]),
-            ("JSON bytes", lambda r: fmt(r["state_json_bytes"]["mean"])),
-            *(
-                (f"{name} {p} µs", lambda r, name=name, p=p: fmt(r[name]["latency_us"][p]))
-                for name in BOTH
-                for p in ("p50", "p99")
-            ),
-            ("added p50 µs", lambda r: signed(r["added_us"]["p50"])),
-            ("added p99 µs", lambda r: signed(r["added_us"]["p99"])),
-            ("saves/s (sidecar / direct)", _pair("ops_per_s", 0)),
-            ("daemon CPU s/1k ops", lambda r: fmt(r["sidecar"]["daemon_cpu_s_per_1k_ops"], 3)),
-            ("redis CPU s/1k ops (sidecar / direct)", _pair("redis_cpu_s_per_1k_ops")),
-            ("client CPU µs/op (sidecar / direct)", _pair("client_cpu_us_per_op", 0)),
-            ("other load (cores)", _pair("other_load_cores", 2)),
-        ],
-        section["rows"],
-    )
+    replicas: Column = ("replicas CPU s/1k ops (sidecar / direct)", _pair("replicas_cpu_s_per_1k_ops"))
+    columns: list[Column] = [
+        ("draws", lambda r: r["draws"]),
+        ("JSON bytes", lambda r: fmt(r["state_json_bytes"]["mean"])),
+        *(
+            (f"{name} {p} µs", lambda r, name=name, p=p: fmt(r[name]["latency_us"][p]))
+            for name in BOTH
+            for p in ("p50", "p99")
+        ),
+        ("added p50 µs", lambda r: signed(r["added_us"]["p50"])),
+        ("added p99 µs", lambda r: signed(r["added_us"]["p99"])),
+        ("saves/s (sidecar / direct)", _pair("ops_per_s", 0)),
+        ("daemon CPU s/1k ops", lambda r: fmt(r["sidecar"]["daemon_cpu_s_per_1k_ops"], 3)),
+        ("redis CPU s/1k ops (sidecar / direct)", _pair("redis_cpu_s_per_1k_ops")),
+        ("client CPU µs/op (sidecar / direct)", _pair("client_cpu_us_per_op", 0)),
+        ("other load (cores)", _pair("other_load_cores", 2)),
+    ]
+    rows = section["rows"]
+    out += table(_with_replicas(columns, replicas, rows, lambda r: r["sidecar"]), rows)
     return out + _rss(section)
 
 
@@ -164,19 +174,19 @@ def _mix(section: Mapping[str, Any]) -> list[str]:
         f"{section['duration_s']} s per target",
         "",
     ]
-    out += table(
-        [
-            ("target", lambda r: r[0]),
-            ("ops/s", lambda r: fmt(r[1]["ops_per_s"])),
-            ("multi-draws/s", lambda r: fmt(r[1]["multidraws_per_s"])),
-            ("p50 / p99 µs (all ops)", lambda r: _p50_p99(r[1])),
-            ("daemon CPU s/1k ops", lambda r: fmt(r[1]["daemon_cpu_s_per_1k_ops"], 3)),
-            ("redis CPU s/1k ops", lambda r: fmt(r[1]["redis_cpu_s_per_1k_ops"], 3)),
-            ("errors", lambda r: r[1]["errors"]),
-            ("other load (cores)", lambda r: fmt(r[1]["other_load_cores"], 2)),
-        ],
-        [("sidecar", side), ("direct", direct)],
-    )
+    columns: list[Column] = [
+        ("target", lambda r: r[0]),
+        ("ops/s", lambda r: fmt(r[1]["ops_per_s"])),
+        ("multi-draws/s", lambda r: fmt(r[1]["multidraws_per_s"])),
+        ("p50 / p99 µs (all ops)", lambda r: _p50_p99(r[1])),
+        ("daemon CPU s/1k ops", lambda r: fmt(r[1]["daemon_cpu_s_per_1k_ops"], 3)),
+        ("redis CPU s/1k ops", lambda r: fmt(r[1]["redis_cpu_s_per_1k_ops"], 3)),
+        ("errors", lambda r: r[1]["errors"]),
+        ("other load (cores)", lambda r: fmt(r[1]["other_load_cores"], 2)),
+    ]
+    replicas: Column = ("replicas CPU s/1k ops", lambda r: fmt(r[1]["replicas_cpu_s_per_1k_ops"], 3))
+    targets = [("sidecar", side), ("direct", direct)]
+    out += table(_with_replicas(columns, replicas, targets, lambda r: r[1]), targets)
     out += [f"sidecar/direct ops/s: {fmt(section['ratio'], 2)}. Per operation:", ""]
     ops = [
         (op, lat, direct["per_op_us"].get(op, {}), section["added_us"].get(op, {}))
@@ -199,10 +209,30 @@ def _mix(section: Mapping[str, Any]) -> list[str]:
 SECTIONS = {"latency": _latency, "throughput": _throughput, "sizes": _sizes, "mix": _mix}
 
 
+def _topology(meta: Mapping[str, Any]) -> list[str]:
+    """Which Redis ran, and what its CPU figures cover."""
+    redis_meta = meta.get("redis", {})
+    if meta.get("topology", "standalone") != "cluster":
+        return [
+            f"Topology: **standalone** — one Redis ({redis_meta.get('transport', '?')}); "
+            "redis CPU is that process's.",
+            "",
+        ]
+    keys = ", ".join(f"{node} {fmt(count)}" for node, count in redis_meta["keys_per_master"].items())
+    return [
+        f"Topology: **cluster** — {redis_meta['masters']} masters + {redis_meta['replicas']} replicas on "
+        f"{redis_meta['transport']}; the daemon runs with `--redis-cluster`, direct is `redis.RedisCluster`. "
+        "Redis CPU and RSS are the masters' summed; the replicas' (which apply every propagated write) are "
+        f"shown apart. Keys per master at the end: {keys}. "
+        f"Master changed role during the run: {'YES' if redis_meta['masters_changed'] else 'no'}.",
+        "",
+    ]
+
+
 def markdown(results: Mapping[str, Any]) -> str:
     meta = results["meta"]
     lines = [
-        f"# drawstate benchmark — {meta['started_at']}",
+        f"# drawstate benchmark ({meta.get('topology', 'standalone')}) — {meta['started_at']}",
         "",
         f"`{meta['command']}` · {'quick' if meta['quick'] else 'full'} run in {meta['wall_s']} s · "
         f"{meta['cpus']} CPUs · Python {meta['python']} · Redis {meta['redis_version']} "
@@ -214,6 +244,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         "Sidecar: game process → drawstate.Client → unix socket → drawstated → Redis (Lua save script). "
         "Direct: game process → redis-py → `SET key json EX 3600` of the same JSON on the same Redis.",
         "",
+        *_topology(meta),
     ]
     for name, section in results["scenarios"].items():
         lines += SECTIONS[name](section)

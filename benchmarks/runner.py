@@ -73,7 +73,13 @@ def _meta(
             if key not in ("out", "scenarios", "redis_url")
         }
         | {"redis_url": redact_url(settings.redis_url)},
-        "environment": "own redis-server and daemon" if env.owned else "given",
+        "environment": (
+            ("own Redis Cluster and daemon" if env.cluster else "own redis-server and daemon")
+            if env.owned
+            else "given"
+        ),
+        "topology": env.topology,
+        "redis": _redis_meta(env),
         "redis_version": env.redis_version,
         "redis_aof": settings.aof,
         "redis_py": redis.__version__,
@@ -84,6 +90,18 @@ def _meta(
         # Other load on the machine skews every number: the 1-minute load average before the run.
         "loadavg_1m_before": round(load_before, 2),
         "commit": _commit(),
+    }
+
+
+def _redis_meta(env: Environment) -> dict[str, Any]:
+    """What Redis ran and what its CPU and RSS figures cover."""
+    if env.cluster is None:
+        where = "unix socket" if env.redis_url.startswith("unix://") else "TCP"
+        return {"nodes": 1, "transport": where, "cpu_measured": "the redis-server process"}
+    return {
+        **env.cluster.summary(),
+        "seeds": list(env.cluster_seeds),
+        "cpu_measured": "redis: the master processes, summed; replicas: the replica processes, summed",
     }
 
 
@@ -108,10 +126,17 @@ def run(settings: Settings) -> Path:
         redis_pid=settings.redis_pid,
         prefix=settings.prefix,
         aof=settings.aof,
+        topology=settings.topology,
     ) as env:
         context = Run(settings, env, tag, began)
+        where = (
+            f"cluster of {len(env.cluster.initial_masters)} masters + replicas, seeds "
+            f"{','.join(env.cluster_seeds)}"
+            if env.cluster is not None
+            else f"at {redact_url(env.redis_url)}"
+        )
         context.progress(
-            f"redis {env.redis_version} at {redact_url(env.redis_url)}, daemon at {env.socket_path} "
+            f"redis {env.redis_version} {where}, daemon at {env.socket_path} "
             f"(pid {env.daemon_pid or 'unknown'}); results to {out}"
         )
         scenarios: dict[str, Any] = {}
@@ -119,6 +144,8 @@ def run(settings: Settings) -> Path:
             context.progress(f"scenario {name}")
             scenarios[name] = SCENARIO_RUNNERS[name](context)
         results = {"meta": _meta(settings, env, started, load_before), "scenarios": scenarios}
+        if env.cluster is not None and results["meta"]["redis"]["masters_changed"]:
+            context.progress("warning: a cluster master changed role during the run (a failover)")
     results["meta"]["wall_s"] = round(time.monotonic() - began, 1)
     results["meta"]["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     report.write_json(out / "results.json", results)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCENARIOS = ("latency", "throughput", "sizes", "mix")
+TOPOLOGIES = ("standalone", "cluster")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Settings:
     samples: int = 2000
     #: mix: client processes running whole multi-draws.
     mix_clients: int = 4
+    #: our own Redis: one redis-server on a unix socket, or a 3-master + 3-replica Cluster on loopback TCP.
+    topology: str = "standalone"
     #: given environment (None: start our own).
     redis_url: str | None = None
     socket_path: str | None = None
@@ -55,6 +58,14 @@ class Settings:
             raise ValueError("process counts and sizes must be positive")
         if self.socket_path is not None and self.redis_url is None:
             raise ValueError("--socket needs --redis-url too: the direct runs write to the daemon's Redis")
+        if self.topology not in TOPOLOGIES:
+            raise ValueError(f"topology must be one of {', '.join(TOPOLOGIES)}; got {self.topology!r}")
+        given = (self.redis_url, self.socket_path, self.daemon_pid, self.redis_pid)
+        if self.topology == "cluster" and any(value is not None for value in given):
+            raise ValueError(
+                "--topology cluster builds its own cluster and daemon: "
+                "it takes no --redis-url, --socket, --daemon-pid or --redis-pid"
+            )
 
 
 #: What --quick changes (CI's smoke run: the whole thing in well under 30 s on 2 cores).

@@ -49,4 +49,9 @@ def run(ctx: Run) -> dict[str, Any]:
                 row["added_us"] = measure.added_us(row["sidecar"]["latency_us"], row["direct"]["latency_us"])
                 rows.append(row)
         rss = usage.rss_mb()
-    return {"rows": rows, "daemon_rss_max_mb": rss.get("daemon"), "redis_rss_max_mb": rss.get("redis")}
+    return {
+        "rows": rows,
+        "daemon_rss_max_mb": rss.get("daemon"),
+        "redis_rss_max_mb": rss.get("redis"),
+        "replicas_rss_max_mb": rss.get("replicas"),
+    }

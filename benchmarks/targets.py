@@ -5,11 +5,15 @@ do without it: `SET key json EX 3600` of the same JSON (`json.dumps` of the
 same dict) on the same Redis through redis-py with hiredis, GET + parse to
 load, DEL to complete, GETDEL + parse to roll back. Direct keeps no index and
 no tombstones: it is the floor the sidecar's extra safety is priced against.
+On a cluster, direct is `redis.RedisCluster` (hiredis too), and its keys are
+the daemon's own state key names, `{lock_key}` hash tag included, so they
+spread over the slots (and masters) exactly as the sidecar's do.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Protocol
 
 import redis
@@ -59,11 +63,24 @@ class Sidecar:
         self.client.close()
 
 
+def direct_client(redis_url: str, cluster_seeds: Sequence[str] = ()) -> redis.Redis | redis.RedisCluster:
+    """redis-py on the benchmark's Redis: a RedisCluster from the seeds when there are any."""
+    if not cluster_seeds:
+        return redis.Redis.from_url(redis_url, socket_timeout=CALL_TIMEOUT_S)
+    nodes = [redis.cluster.ClusterNode(*_host_port(seed)) for seed in cluster_seeds]
+    return redis.RedisCluster(startup_nodes=nodes, socket_timeout=CALL_TIMEOUT_S)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
 class Direct:
     name = "direct"
 
-    def __init__(self, redis_url: str, prefix: str) -> None:
-        self.redis = redis.Redis.from_url(redis_url, socket_timeout=CALL_TIMEOUT_S)
+    def __init__(self, client: redis.Redis | redis.RedisCluster, prefix: str) -> None:
+        self.redis = client
         self.prefix = prefix
 
     def _key(self, state: DrawState) -> str:
@@ -90,9 +107,11 @@ class Direct:
         self.redis.close()
 
 
-def open_target(name: str, socket_path: str, redis_url: str, prefix: str) -> Target:
+def open_target(
+    name: str, socket_path: str, redis_url: str, prefix: str, cluster_seeds: Sequence[str] = ()
+) -> Target:
     if name == "sidecar":
         return Sidecar(socket_path)
     if name == "direct":
-        return Direct(redis_url, prefix)
+        return Direct(direct_client(redis_url, cluster_seeds), prefix)
     raise ValueError(f"unknown target {name!r}")

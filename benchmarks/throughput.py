@@ -42,5 +42,6 @@ def run(ctx: Run) -> dict[str, Any]:
         level["ratio"] = measure.ratio(level["sidecar"]["ops_per_s"], level["direct"]["ops_per_s"])
         level["daemon_rss_max_mb"] = rss.get("daemon")
         level["redis_rss_max_mb"] = rss.get("redis")
+        level["replicas_rss_max_mb"] = rss.get("replicas")
         levels.append(level)
     return {"duration_s": settings.duration, "levels": levels}

@@ -1,13 +1,15 @@
 """The benchmark harness runs end to end: `python -m benchmarks --quick` writes JSON, markdown and a plot.
 
 No thresholds: machines are noisy. It checks the shape of the results, that
-work was done, and that the Redis and daemon the harness started are gone.
+work was done, and that the Redis and daemon the harness started are gone —
+in both topologies: one redis-server, and a 3-master + 3-replica Cluster.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +22,20 @@ PERCENTILES = {"p50", "p90", "p99", "p99.9"}
 pytest.importorskip("matplotlib", reason="matplotlib is in the bench extra")
 
 
-def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path):
+def _refuses(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("topology", ["standalone", "cluster"])
+def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path, topology):
     out = tmp_path / "bench"
-    command = ["--quick", "--scenarios", "latency,throughput", "--duration", "0.5", "--out", str(out)]
+    command = ["--quick", "--topology", topology, "--scenarios", "latency,throughput", "--duration", "0.5",
+               "--out", str(out)]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", *command],
         cwd=REPO,
@@ -35,6 +48,7 @@ def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path):
 
     data = json.loads((out / "results.json").read_text())
     assert data["meta"]["quick"] is True
+    assert data["meta"]["topology"] == topology
     assert set(data["scenarios"]) == {"latency", "throughput"}
 
     latency = data["scenarios"]["latency"]
@@ -56,7 +70,20 @@ def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path):
         assert level["direct"]["ops_per_s"] > 0
         assert level["ratio"] > 0
 
+    if topology == "cluster":
+        cluster = data["meta"]["redis"]
+        assert (cluster["masters"], cluster["replicas"], cluster["masters_changed"]) == (3, 3, False)
+        # Both targets' keys carry the lock key as a hash tag: every master got some.
+        assert len(cluster["keys_per_master"]) == 3
+        assert all(count > 0 for count in cluster["keys_per_master"].values())
+        for target in ("sidecar", "direct"):
+            assert latency[target]["redis_cpu_s_per_1k_ops"] is not None  # the masters, summed
+            assert latency[target]["replicas_cpu_s_per_1k_ops"] is not None
+    else:
+        assert latency["sidecar"]["replicas_cpu_s_per_1k_ops"] is None
+
     markdown = (out / "results.md").read_text()
+    assert f"Topology: **{topology}**" in markdown
     assert "## latency" in markdown
     assert "## throughput" in markdown
     assert (out / "results.png").stat().st_size > 0
@@ -67,3 +94,5 @@ def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path):
     assert not Path(f"/proc/{found.group(2)}").exists()
     assert not Path(found.group(1)).exists()
     assert "latency block 1/2 sidecar" in result.stderr
+    if topology == "cluster":  # ... and so are the cluster's nodes
+        assert all(map(_refuses, data["meta"]["redis"]["seeds"]))

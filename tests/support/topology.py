@@ -2,6 +2,9 @@
 
 Real redis-server processes (the system's build when there is one: it has TLS
 and cluster support), each in its own temp dir, all stopped by `cleanup()`.
+The benchmark harness (benchmarks/cluster.py) builds its Cluster with these too,
+passing `spawn` (its nodes must not see a terminal Ctrl-C and must die with it)
+and `extra` config lines (a later line overrides an earlier one).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
@@ -18,6 +22,13 @@ import redis
 from drawstated.embedded import find_redis_server
 
 START_TIMEOUT_S = 10.0
+
+#: Starts one server from its argv; the default is a plain Popen with output discarded (it logs to a file).
+Spawn = Callable[[list[str]], "subprocess.Popen[bytes]"]
+
+
+def _popen(command: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def redis_binary() -> str:
@@ -45,12 +56,15 @@ def free_port(*, cluster_bus: bool = False) -> int:
 class TcpRedis:
     """One redis-server (or sentinel) on 127.0.0.1:<port>; restartable on the same port."""
 
-    def __init__(self, root: Path, name: str, args: list[str], *, sentinel: bool = False) -> None:
+    def __init__(
+        self, root: Path, name: str, args: list[str], *, sentinel: bool = False, spawn: Spawn = _popen
+    ) -> None:
         self.port = free_port(cluster_bus="cluster-enabled yes" in args)
         self.dir = root / name
         self.dir.mkdir(parents=True)
         self.args = args
         self.sentinel = sentinel
+        self.spawn = spawn
         self.proc: subprocess.Popen[bytes] | None = None
 
     def client(self) -> redis.Redis:
@@ -65,7 +79,7 @@ class TcpRedis:
                 lines.append("repl-diskless-sync-delay 0")  # replicas sync at once
             conf.write_text("\n".join(lines) + "\n")
         command = [redis_binary(), str(conf)] + (["--sentinel"] if self.sentinel else [])
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = self.spawn(command)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -159,19 +173,30 @@ def redis_cli() -> str:
 
 
 class ClusterTopology:
-    """A Redis Cluster of `masters` masters with one replica each, made by `redis-cli --cluster create`."""
+    """A Redis Cluster of `masters` masters with one replica each, made by `redis-cli --cluster create`.
 
-    def __init__(self, masters: int = 3, replicas: int = 1) -> None:
+    `extra` config lines go after the defaults (and override them); `spawn` starts each node.
+    If building it fails, the nodes started so far are stopped before the error propagates.
+    """
+
+    def __init__(
+        self, masters: int = 3, replicas: int = 1, *, extra: Sequence[str] = (), spawn: Spawn = _popen
+    ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="dclu-", dir="/tmp"))
         settings = ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 1000",
-                    "cluster-replica-validity-factor 0", "repl-diskless-sync-delay 0"]  # fmt: skip
-        self.nodes = [
-            TcpRedis(self.root, f"node{i}", settings).start() for i in range(masters * (1 + replicas))
-        ]
-        create = [redis_cli(), "--cluster", "create", *self.addresses,
-                  "--cluster-replicas", str(replicas), "--cluster-yes"]  # fmt: skip
-        subprocess.run(create, check=True, capture_output=True, timeout=60)
-        self.wait_ok()
+                    "cluster-replica-validity-factor 0", "repl-diskless-sync-delay 0", *extra]  # fmt: skip
+        self.nodes: list[TcpRedis] = []
+        try:
+            for i in range(masters * (1 + replicas)):
+                self.nodes.append(TcpRedis(self.root, f"node{i}", settings, spawn=spawn))
+                self.nodes[-1].start()
+            create = [redis_cli(), "--cluster", "create", *self.addresses,
+                      "--cluster-replicas", str(replicas), "--cluster-yes"]  # fmt: skip
+            subprocess.run(create, check=True, capture_output=True, timeout=60)
+            self.wait_ok()
+        except BaseException:
+            self.cleanup()
+            raise
 
     @property
     def addresses(self) -> list[str]:
