@@ -9,14 +9,10 @@ one. Each provocation also checks the value at the limit is still accepted.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import re
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,157 +23,14 @@ from drawstate import limits
 from drawstate.protocol import HEADER, encode_frame
 from drawstated import config as config_module
 from drawstated.config import Config
-from drawstated.options import SERVE_OPTIONS
-from tests.chaos.probes import KNOWN_CODES, reply_code
+from tests.chaos.limits_harness import Harness, _state
+from tests.chaos.limits_table import ROWS, ROWS_BY_NAME
+from tests.chaos.probes import reply_code
 from tests.conftest import wait_until
 from tests.support.daemon import DaemonThread
 from tests.support.redis_proc import RedisProcess
-from tests.support.wire import RawPeer
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "limits.md"
-
-
-@dataclass(frozen=True)
-class Row:
-    name: str
-    constant: str | None
-    module: str | None
-    default: str
-    field: str | None
-    option: str | None
-    outcome: frozenset[str]  # wire codes, plus "paused" / "closed"
-
-    @property
-    def value(self) -> Any:
-        assert self.constant and self.module
-        return getattr(importlib.import_module(self.module), self.constant)
-
-
-def _outcome(cell: str) -> frozenset[str]:
-    tokens = set(re.findall(r"`([a-z_]+)`", cell)) & KNOWN_CODES
-    tokens |= {word for word in ("paused", "closed") if word in cell}
-    return frozenset(tokens)
-
-
-def _rows() -> list[Row]:
-    rows = []
-    for line in DOC.read_text().splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split(" | ")]
-        if len(cells) != 5 or cells[0] in ("limit", "---|---|---|---|---") or set(cells[0]) == {"-"}:
-            continue
-        constant = re.match(r"`([A-Z0-9_]+)` \(`([a-z_.]+)`\)", cells[1])
-        field = re.match(r"`([a-z_.]+)`", cells[3])
-        option = re.search(r"`(--[a-z-]+)`", cells[3])
-        rows.append(
-            Row(
-                name=cells[0],
-                constant=constant[1] if constant else None,
-                module=constant[2] if constant else None,
-                default=cells[2],
-                field=field[1] if field else None,
-                option=option[1] if option else None,
-                outcome=_outcome(cells[4]),
-            )
-        )
-    return rows
-
-
-ROWS = _rows()
-ROWS_BY_NAME = {row.name: row for row in ROWS}
-
-
-def test_the_table_parses_and_names_each_limit_once():
-    assert len(ROWS) >= 30
-    assert len(ROWS_BY_NAME) == len(ROWS)
-
-
-@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
-def test_documented_constant_default_field_and_option_match_the_code(row):
-    number = re.match(r"[0-9.]+", row.default)
-    assert number, f"default of {row.name!r} does not start with its value"
-    documented = float(number[0]) if "." in number[0] else int(number[0])
-    if row.constant:
-        assert row.value == documented, f"{row.constant} is {row.value}, the doc says {documented}"
-    if row.field:
-        config = Config(socket_path=Path("/tmp/unused.sock"), data_dir=Path("/tmp/unused"))
-        owner = config.limits if row.field.startswith("limits.") else config
-        assert getattr(owner, row.field.removeprefix("limits.")) == documented
-    if row.option:
-        [option] = [o for o in SERVE_OPTIONS if o.flag == row.option]
-        assert option.field == row.field, f"{row.option} sets {option.field}, not {row.field}"
-
-
-def test_every_named_limit_constant_is_in_the_table():
-    documented = {(row.module, row.constant) for row in ROWS}
-    named = {("drawstate.limits", name) for name in dir(limits) if name.startswith("MAX_")}
-    named |= {("drawstate.limits", "INT64_MAX"), ("drawstate.limits", "DRAW_INT_MAX")}
-    named |= {
-        ("drawstated.config", name)
-        for name in dir(config_module)
-        if (name.startswith("MAX_") or name.endswith(("_TIMEOUT_S", "_GRACE_S", "_MAXLEN")))
-        and not hasattr(limits, name)  # imported from drawstate.limits, listed under it
-    }
-    named |= {("drawstated.connection", "WRITE_BUFFER_HIGH"), ("drawstated.requests", "MAX_PENDING_LIMIT")}
-    assert named - documented == set()
-
 
 # --- provoking each limit ----------------------------------------------------------------------
-
-
-def _now() -> int:
-    return int(time.time())
-
-
-def _state(**changes: Any) -> dict[str, Any]:
-    state = {
-        "lock_key": "limits:1",
-        "operation_id": f"op_{time.monotonic_ns()}",
-        "total_count": 10,
-        "completed_count": 1,
-        "results": [4],
-        "start_time": _now(),
-        "last_update_time": _now(),
-    }
-    state.update(changes)
-    return state
-
-
-class Harness:
-    """A default daemon on the module's Redis, custom daemons on demand, a stoppable Redis on demand."""
-
-    def __init__(self, request: pytest.FixtureRequest, daemon: DaemonThread) -> None:
-        self.request = request
-        self.daemon = daemon
-        self.peers: list[RawPeer] = []
-
-    def peer(self, daemon: DaemonThread | None = None, timeout: float = 5.0) -> RawPeer:
-        peer = RawPeer((daemon or self.daemon).config.socket_path, timeout=timeout)
-        self.peers.append(peer)
-        return peer
-
-    def start(self, redis_url: str | None = None, **overrides: Any) -> DaemonThread:
-        make_config = self.request.getfixturevalue("make_config")
-        url = redis_url or self.request.getfixturevalue("chaos_redis").url
-        daemon: DaemonThread = self.request.getfixturevalue("start_daemon")(
-            make_config(redis_url=url, **overrides)
-        )
-        return daemon
-
-    @property
-    def stoppable_redis(self) -> RedisProcess:
-        redis: RedisProcess = self.request.getfixturevalue("own_redis")
-        return redis
-
-    def codes(self, *requests: dict[str, Any], daemon: DaemonThread | None = None) -> list[str]:
-        peer = self.peer(daemon)
-        return [reply_code(peer.request({"id": i, **r})) for i, r in enumerate(requests)]
-
-    def save(self, state: dict[str, Any], **fields: Any) -> str:
-        return self.codes({"op": "save", "state": state, **fields})[0]
-
-    def close(self) -> None:
-        for peer in self.peers:
-            peer.close()
 
 
 @pytest.fixture(scope="module")
@@ -501,31 +354,3 @@ def test_limit_is_enforced_with_the_documented_outcome(harness, name):
 
 def test_audit_cursor_past_the_stream_id_range_is_invalid_request(harness):
     assert harness.codes({"op": "audit", "cursor": "99999999999999999999-0"}) == ["invalid_request"]
-
-
-def test_connections_past_the_descriptor_limit_are_served_or_refused_not_left_waiting(
-    chaos_redis, spawn_daemon
-):
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, soft), hard))  # the daemon inherits it
-    try:
-        daemon = spawn_daemon(chaos_redis.url)  # max_connections 1024, above 256 descriptors
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(400):  # each is either served or refused; none waits unanswered
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            socks.append(sock)
-            sock.settimeout(2)
-            try:
-                sock.connect(str(daemon.socket_path))
-                sock.sendall(encode_frame({"id": 1, "op": "ping"}))
-                assert sock.recv(4096), "closed without a reply"
-            except (BlockingIOError, TimeoutError):
-                pytest.fail(f"connection {len(socks)} got no answer (fd limit {min(256, soft)})")
-    finally:
-        for sock in socks:
-            sock.close()
