@@ -20,13 +20,13 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-def state_key(prefix: str, lock_key: str, operation_id: str) -> str:
-    return f"{prefix}:state:{{{lock_key}}}:{operation_id}"
-
-
 def state_key_base(prefix: str, lock_key: str) -> str:
-    """The state key of `lock_key` without its operation id (scripts append index members)."""
+    """The state key of `lock_key` without its operation id: every state key of one lock key starts so."""
     return f"{prefix}:state:{{{lock_key}}}:"
+
+
+def state_key(prefix: str, lock_key: str, operation_id: str) -> str:
+    return state_key_base(prefix, lock_key) + operation_id
 
 
 def index_key(prefix: str, lock_key: str) -> str:

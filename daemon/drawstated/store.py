@@ -343,13 +343,6 @@ class Store:
             return False
         return True
 
-    async def server_version(self, deadline: float) -> str:
-        info = await self._run(deadline, "INFO", "server")
-        for line in info.decode().splitlines():
-            if line.startswith("redis_version:"):
-                return str(line.split(":", 1)[1].strip())
-        return "unknown"
-
 
 def _expire(future: asyncio.Future[Any]) -> None:
     """Deadline timer: give up waiting (the reply, if it comes, is read and dropped)."""

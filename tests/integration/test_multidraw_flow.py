@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from drawstate import (
@@ -13,9 +11,6 @@ from drawstate import (
     VersionConflict,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-GACHA = REPO / "examples" / "gacha.py"
-RESUMER = REPO / "tests" / "support" / "resumer.py"
 GOLD = Prize("gold", "Gold Dragon", 0.1, 500)
 SILVER = Prize("silver", "Silver Wolf", 0.3, 100)
 BRONZE = Prize("bronze", "Bronze Cat", 0.6, 20)
