@@ -1,7 +1,9 @@
 """Retries of transient Redis failures, bounded by the request's deadline and never past it.
 
 Transient: a lost or refused connection, a timeout, a Redis that is loading or
-busy, a replica that became read-only in a failover. Anything else is an
+busy, a replica that became read-only in a failover, a cluster slot in flux (a
+redirection the router gave up following: mid-migration, two nodes can each
+answer MOVED to the other until the last SETSLOT lands). Anything else is an
 answer, not an outage, and is returned at once.
 """
 
@@ -23,7 +25,10 @@ T = TypeVar("T")
 #: First backoff step and its ceiling, in seconds (full jitter in between).
 BACKOFF_FIRST_S = 0.005
 BACKOFF_MAX_S = 0.25
-_TRANSIENT_PREFIXES = ("BUSY", "LOADING", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN")
+_TRANSIENT_PREFIXES = (
+    *("BUSY", "LOADING", "READONLY", "MASTERDOWN"),
+    *("TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK"),
+)
 
 
 def is_transient(exc: BaseException) -> bool:
