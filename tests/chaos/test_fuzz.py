@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from drawstate import Client
@@ -51,10 +51,15 @@ RSS_AFTER_FUZZ_MIB = 64
 
 
 def _settings(examples: int) -> settings:
+    """No shrinking: an example drives real processes with second-long timeouts, so shrinking a
+    failure would rerun it for minutes (and past the test's timeout); the failing example is
+    reported whole, with a blob for @reproduce_failure."""
     return settings(
         max_examples=examples,
         deadline=None,
         database=None,
+        phases=(Phase.explicit, Phase.generate),
+        print_blob=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
 
