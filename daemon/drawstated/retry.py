@@ -25,10 +25,9 @@ T = TypeVar("T")
 #: First backoff step and its ceiling, in seconds (full jitter in between).
 BACKOFF_FIRST_S = 0.005
 BACKOFF_MAX_S = 0.25
-_TRANSIENT_PREFIXES = (
-    *("BUSY", "LOADING", "READONLY", "MASTERDOWN"),
-    *("TRYAGAIN", "CLUSTERDOWN", "MOVED", "ASK"),
-)
+_OUTAGE_REPLIES = ("BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+_UNSETTLED_REDIRECTS = ("MOVED ", "ASK ")  # what the cluster router returns once it stops following
+_TRANSIENT_PREFIXES = _OUTAGE_REPLIES + _UNSETTLED_REDIRECTS
 
 
 def is_transient(exc: BaseException) -> bool:
