@@ -15,6 +15,7 @@ from typing import Any
 
 from benchmarks import measure
 from benchmarks.env import Environment
+from benchmarks.load import sleep_until
 from benchmarks.pool import Endpoints, WorkerPool
 from benchmarks.settings import Settings
 
@@ -41,12 +42,6 @@ class Run:
     def usage(self, pool: WorkerPool) -> measure.Usage:
         """CPU and RSS of the daemon and Redis, with the harness's own CPU (this process and `pool`)."""
         return measure.Usage(self.env.pids, [os.getpid(), *pool.pids])
-
-
-def sleep_until(when: float) -> None:
-    delay = when - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
 
 
 def closed_window(

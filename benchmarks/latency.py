@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from benchmarks import measure
-from benchmarks.common import Run, sleep_until
-from benchmarks.load import HANDLERS
+from benchmarks.common import Run
+from benchmarks.load import HANDLERS, sleep_until
 from benchmarks.pool import WorkerPool
 from benchmarks.settings import Settings
 from benchmarks.targets import NAMES

@@ -40,7 +40,8 @@ MIX_ROLLBACK_SHARE = 0.1
 WARMUP_SAVES = 5
 
 
-def _sleep_until(when: float) -> None:
+def sleep_until(when: float) -> None:
+    """Block until `when` (time.monotonic()); at once if it has passed."""
     delay = when - time.monotonic()
     if delay > 0:
         time.sleep(delay)
@@ -76,7 +77,7 @@ def paced(
         for slot in range(context.index, block["slots"], senders):
             intended = start + slot * interval
             state = stream.next()  # the game's own bookkeeping, done before the save is due
-            _sleep_until(intended)
+            sleep_until(intended)
             sent = time.monotonic()
             try:
                 target.save(state)
@@ -163,7 +164,7 @@ def closed(
     stream_tag = f"{tag}:{target}:{context.index}"
     record = Recorder(end_at)
     finished = 0
-    _sleep_until(start_at)
+    sleep_until(start_at)
     cpu_before = time.process_time()
     began = time.monotonic()
     if workload == "save":
