@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,25 @@ class DeferredRollback:
 
 
 AuditHook = Callable[[DeferredRollback, CloseOutcome], Awaitable[None]]
+Key = tuple[str, str]
+
+
+class HiddenFromRead:
+    """The operations a read must not return: deferred when it began, or at any time since.
+
+    Checking only at the end is not enough: a rollback applied while the read
+    was in flight is no longer pending, yet the read may have fetched the state
+    before Redis deleted it, and the caller was told "rolled back" long before.
+    """
+
+    __slots__ = ("_at_start", "_live")
+
+    def __init__(self, at_start: frozenset[Key], live: Container[Key]) -> None:
+        self._at_start = at_start
+        self._live = live
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._at_start or key in self._live
 
 
 class DeferredCleanup:
@@ -54,7 +73,7 @@ class DeferredCleanup:
         self._ttl_ms = ttl_ms
         self._retry_s = retry_s
         self._on_applied = on_applied
-        self._pending: dict[tuple[str, str], DeferredRollback] = {}
+        self._pending: dict[Key, DeferredRollback] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -63,6 +82,10 @@ class DeferredCleanup:
 
     def __contains__(self, key: object) -> bool:
         return key in self._pending
+
+    def hidden_from_read(self) -> HiddenFromRead:
+        """Take this before a read from Redis; check what it returns against it afterwards."""
+        return HiddenFromRead(frozenset(self._pending), self)
 
     def replay_journal(self) -> int:
         """Read what a previous run left undone; returns how many rollbacks are pending."""

@@ -16,7 +16,7 @@ from typing import Any
 from drawstate import protocol
 from drawstate.model import InvalidState
 from drawstated import __version__, audit, errors, keys, requests
-from drawstated.cleanup import DeferredCleanup, DeferredRollback
+from drawstated.cleanup import DeferredCleanup, DeferredRollback, HiddenFromRead
 from drawstated.codec import decode_state
 from drawstated.config import Config
 from drawstated.listing import list_pending
@@ -64,11 +64,14 @@ class Handlers:
     async def load(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         lock_key = requests.lock_key(request, self.limits)
         operation_id = requests.operation_id(request, self.limits, required=False)
-        if operation_id is not None and (lock_key, operation_id) in self.cleanup:
+        hidden = self.cleanup.hidden_from_read()
+        if operation_id is not None and (lock_key, operation_id) in hidden:
             return {"state": None}
         found = await self.store.load(lock_key, operation_id, deadline)
-        if found is not None and (lock_key, found[0]) in self.cleanup:
-            found = await self._newest_not_deferred(lock_key, deadline)
+        if found is not None and (lock_key, found[0]) in hidden:
+            if operation_id is not None:
+                return {"state": None}
+            found = await self._newest_not_hidden(lock_key, hidden, deadline)
         if found is None:
             return {"state": None}
         return {"state": self._decode(found[1], found[0])}
@@ -118,7 +121,9 @@ class Handlers:
         return {"existed": outcome.body is not None}
 
     async def pending(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
-        return await list_pending(self.store, self.limits, self.item, self.cleanup, request, deadline)
+        return await list_pending(
+            self.store, self.limits, self.item, self.cleanup.hidden_from_read(), request, deadline
+        )
 
     async def audit(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         return await audit.read_events(self.store, self.limits, request, deadline)
@@ -147,12 +152,14 @@ class Handlers:
             )
             raise errors.corrupted(f"stored state of {operation_id} is corrupted: {exc}") from exc
 
-    async def _newest_not_deferred(self, lock_key: str, deadline: float) -> tuple[str, bytes] | None:
+    async def _newest_not_hidden(
+        self, lock_key: str, hidden: HiddenFromRead, deadline: float
+    ) -> tuple[str, bytes] | None:
         """The newest live operation of a lock key, skipping ones whose rollback is deferred."""
         items, _ = await self.store.pending_for_lock(lock_key, "", requests.MAX_PENDING_LIMIT, deadline)
         best: tuple[int, str, bytes] | None = None
         for operation_id, raw in items:
-            if (lock_key, operation_id) in self.cleanup:
+            if (lock_key, operation_id) in hidden:
                 continue
             updated = self._decode(raw, operation_id)["last_update_time"]
             if best is None or updated > best[0]:
