@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -19,6 +20,21 @@ import redis
 from drawstated.embedded import find_redis_server
 
 START_TIMEOUT_S = 10.0
+
+
+def wait_answering(proc: subprocess.Popen[bytes], client: Callable[[], redis.Redis], log: Path) -> None:
+    """Poll PING until the new server answers; fail with its log's tail if it exits or never does."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited: {log.read_text()[-2000:]}")
+        try:
+            with client() as conn:
+                if conn.ping():
+                    return
+        except (redis.ConnectionError, FileNotFoundError):
+            time.sleep(0.01)
+    raise RuntimeError("redis-server did not start")
 
 
 class RedisProcess:
@@ -52,17 +68,8 @@ class RedisProcess:
             "--logfile", str(self.dir / "redis.log"),
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {(self.dir / 'redis.log').read_text()[-2000:]}")
-            try:
-                with self.client() as client:
-                    if client.ping():
-                        return self
-            except (redis.ConnectionError, FileNotFoundError):
-                time.sleep(0.01)
-        raise RuntimeError("redis-server did not start")
+        wait_answering(self.proc, self.client, self.dir / "redis.log")
+        return self
 
     def kill(self) -> None:
         """SIGKILL and wait: the socket stops answering at once."""

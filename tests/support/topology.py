@@ -20,8 +20,7 @@ from pathlib import Path
 import redis
 
 from drawstated.embedded import find_redis_server
-
-START_TIMEOUT_S = 10.0
+from tests.support.redis_proc import wait_answering
 
 #: Starts one server from its argv; the default is a plain Popen with output discarded (it logs to a file).
 Spawn = Callable[[list[str]], "subprocess.Popen[bytes]"]
@@ -80,17 +79,8 @@ class TcpRedis:
             conf.write_text("\n".join(lines) + "\n")
         command = [redis_binary(), str(conf)] + (["--sentinel"] if self.sentinel else [])
         self.proc = self.spawn(command)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis exited: {(self.dir / 'log').read_text()[-2000:]}")
-            try:
-                with self.client() as client:
-                    client.ping()
-                    return self
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        raise RuntimeError("redis did not start")
+        wait_answering(self.proc, self.client, self.dir / "log")
+        return self
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
