@@ -2,6 +2,8 @@
 
 Game-like load comes from saver processes (tests/support/saver.py) that retry
 retryable errors with the same token and report the last acknowledged draw.
+A slot can also stay half-migrated (a reshard stopped midway): its moved keys
+are then reached only by following ASK, which no retry would wait out.
 """
 
 from __future__ import annotations
@@ -16,12 +18,17 @@ from pathlib import Path
 
 import pytest
 from redis.crc import key_slot
+from redis.exceptions import AskError
 
-from drawstate import Client
+from drawstate import Client, RedisUnavailable
 from tests.conftest import wait_until
 from tests.support.topology import ClusterTopology, TcpRedis
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The request deadline of the half-migrated slot test: each op must succeed within it.
+ASK_DEADLINE_S = 2.0
+#: Keys moved per MIGRATE when leaving a slot half-migrated.
+MIGRATE_BATCH = 100
 
 
 @pytest.fixture
@@ -162,3 +169,88 @@ def test_cluster_master_failover_loses_no_acknowledged_replicated_save(cluster, 
           f"the kill; errors {[r['errors'] for r in reports]}")  # fmt: skip
     with victim.client() as client:
         assert client.info("replication")["role"] == "slave"
+
+
+def _half_migrate(slot: int, source: TcpRedis, target: TcpRedis) -> None:
+    """Leave `slot` MIGRATING on `source`, IMPORTING on `target`, with every key moved: a reshard stopped
+    before its final SETSLOT NODE. The source then answers ASK for each key of the slot, for good."""
+    with source.client() as src, target.client() as dst:
+        source_id, target_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        while names := src.execute_command("CLUSTER GETKEYSINSLOT", slot, MIGRATE_BATCH):
+            src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *names)
+        assert src.execute_command("CLUSTER COUNTKEYSINSLOT", slot) == 0
+        with pytest.raises(AskError):
+            src.get(f"{{{slot}}}")  # any key of the slot: ASK, to the target
+
+
+def _settle(cluster: ClusterTopology, slot: int, target: TcpRedis) -> None:
+    """The reshard's last step: every master learns that `target` owns `slot`."""
+    with target.client() as dst:
+        target_id = dst.execute_command("CLUSTER MYID")
+    for node in cluster.masters():
+        with node.client() as client:
+            client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+
+
+def _within_deadline(call: Callable[[], object]) -> object:
+    started = time.monotonic()
+    result = call()  # the client raises if the daemon gives up at the deadline
+    assert time.monotonic() - started < ASK_DEADLINE_S
+    return result
+
+
+@pytest.fixture
+def half_migrated(cluster, make_config, start_daemon, new_state):
+    """A daemon, and a lock key with three saved operations whose slot is left half-migrated."""
+    daemon = start_daemon(make_config(redis_cluster=tuple(cluster.addresses[:1]),
+                                      default_deadline_ms=int(ASK_DEADLINE_S * 1000)))  # fmt: skip
+    source = cluster.masters()[0]
+    target = next(node for node in cluster.masters() if node is not source)
+    lock_key = _lock_keys_on(cluster, source, 1)[0]
+    with daemon.client(timeout=ASK_DEADLINE_S) as client:
+        states = [new_state(lock_key=lock_key) for _ in range(3)]
+        for state in states:  # the last one is the newest
+            client.save(state)
+    slot = key_slot(f"{{{lock_key}}}".encode())
+    _half_migrate(slot, source, target)
+    return daemon, states, slot, target
+
+
+def test_reads_of_a_lock_key_on_a_half_migrated_slot_follow_ask_within_one_deadline(half_migrated):
+    daemon, states, _, _ = half_migrated
+    lock_key, ids = states[0].lock_key, {state.operation_id for state in states}
+    with daemon.client(timeout=ASK_DEADLINE_S) as client:
+        loaded = _within_deadline(lambda: client.load(lock_key, states[0].operation_id))
+        assert loaded is not None and loaded.operation_id == states[0].operation_id
+        newest = _within_deadline(lambda: client.load(lock_key))
+        assert newest is not None and newest.operation_id == states[-1].operation_id
+        page = _within_deadline(lambda: client.pending(lock_key))
+        assert {item.operation_id for item in page.items} == ids
+        everywhere = _within_deadline(client.pending)  # SCAN finds them on the target
+        assert {item.operation_id for item in everywhere.items} == ids
+
+
+def test_writes_on_a_half_migrated_slot_reach_the_target_stay_retryable_and_land_once_it_settles(
+    half_migrated, cluster
+):
+    """Redis refuses a multi-key script on an importing slot while one of its keys is missing (TRYAGAIN),
+    and a save or close always names a tombstone key that does not exist yet: no write can land until
+    the reshard finishes. TRYAGAIN comes from the target only, so it shows ASK was followed."""
+    daemon, (completed, rolled_back, kept), slot, target = half_migrated
+    lock_key = kept.lock_key
+    kept.completed_count, kept.results = 1, [7]
+    with daemon.client(timeout=ASK_DEADLINE_S) as client:
+        with pytest.raises(RedisUnavailable, match="TRYAGAIN"):
+            _within_deadline(lambda: client.save(kept, expect_version=1, token="draw-1"))
+        with pytest.raises(RedisUnavailable, match="TRYAGAIN"):
+            _within_deadline(lambda: client.complete(lock_key, completed.operation_id))
+        refund = _within_deadline(lambda: client.rollback(rolled_back))
+        assert refund.cleanup == "deferred"  # refunded now, removed once Redis takes the write
+
+        _settle(cluster, slot, target)
+        assert client.save(kept, expect_version=1, token="draw-1").version == 2
+        assert client.complete(lock_key, completed.operation_id) is True
+        wait_until(lambda: client.stats()["deferred_rollbacks"] == 0)
+        assert [item.operation_id for item in client.pending(lock_key).items] == [kept.operation_id]
