@@ -3,11 +3,14 @@
 Click only parses: `serve` builds a Config and hands it to server.run; the
 client-side commands (ping, load, pending, rollback, stats, audit) live in
 cli_client.py and call the blocking Client. Every option also reads DRAWSTATE_<OPTION>.
+A failure `serve` expects at start-up (startup.py) is one line on stderr and its exit code.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import sys
+from typing import Any, NoReturn
 
 import click
 
@@ -20,7 +23,9 @@ from drawstated.cli_client import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
+from drawstated.config import PASSWORD_FILE_ENV, Config
 from drawstated.options import add_serve_options, config_from_options
+from drawstated.startup import BadConfig, EmbeddedRedisFailed, PasswordFileUnreadable, StartupError
 
 __all__ = ["EXIT_NONE", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNAVAILABLE", "EXIT_USAGE", "main"]
 
@@ -35,15 +40,37 @@ def main() -> None:
 @add_serve_options
 def serve(**values: Any) -> None:
     """Run the daemon (also: python -m drawstated)."""
-    from drawstated.logs import setup_logging  # noqa: PLC0415  # serve-only imports stay off the client commands
+    from drawstated.embedded import EmbeddedRedisError  # noqa: PLC0415  # serve-only imports stay off the client commands
+    from drawstated.locks import PRIVATE_UMASK  # noqa: PLC0415
+    from drawstated.logs import setup_logging  # noqa: PLC0415
     from drawstated.server import run  # noqa: PLC0415
 
     try:
-        config = config_from_options(values)
-    except (ValueError, OSError) as exc:
-        raise click.UsageError(str(exc)) from exc
-    setup_logging(config.log_format, config.log_level)
-    run(config)
+        config = _serve_config(values)
+        os.umask(PRIVATE_UMASK)  # what the daemon and its embedded Redis create is private
+        setup_logging(config.log_format, config.log_level)
+        try:
+            run(config)
+        except EmbeddedRedisError as exc:
+            raise EmbeddedRedisFailed(str(exc)) from exc
+    except StartupError as exc:
+        _startup_failed(exc)
+
+
+def _serve_config(values: dict[str, Any]) -> Config:
+    try:
+        return config_from_options(values)
+    except ValueError as exc:
+        raise BadConfig(f"bad configuration: {exc}") from exc
+    except OSError as exc:  # the password file is the only file read here
+        raise PasswordFileUnreadable(
+            f"cannot read the Redis password file ${PASSWORD_FILE_ENV} names ({exc.filename}): {exc.strerror}"
+        ) from exc
+
+
+def _startup_failed(exc: StartupError) -> NoReturn:
+    click.echo(f"drawstate serve: {exc}", err=True)
+    sys.exit(exc.exit_code)
 
 
 for _command in COMMANDS:

@@ -26,7 +26,9 @@ from drawstated.connection import Connection, ServerState
 from drawstated.embedded import EmbeddedRedis
 from drawstated.errors import RequestError
 from drawstated.handlers import Handlers
+from drawstated.locks import DaemonLocks, claim_socket_path
 from drawstated.metrics import MetricsServer, StatsCollector
+from drawstated.startup import BadConfig
 from drawstated.stats import Stats
 from drawstated.store import CloseOutcome, Store
 
@@ -37,10 +39,6 @@ FD_RESERVE = 64
 #: Time given at start-up to reach Redis and load the scripts before serving anyway.
 STARTUP_REDIS_WAIT_S = 5.0
 LISTEN_BACKLOG = 1024
-
-
-class SocketInUse(RuntimeError):
-    pass
 
 
 def usable_connections(wanted: int) -> int:
@@ -64,20 +62,20 @@ def usable_connections(wanted: int) -> int:
 
 
 def bind_socket(config: Config) -> socket.socket:
-    """Bind the unix socket with its mode set before anyone can connect."""
+    """Bind the unix socket with its mode set before anyone can connect.
+
+    Call it holding the socket path's lock (DaemonLocks): only a stale socket is
+    removed; a live one or any other file at the path is refused, never deleted.
+    """
     path = config.socket_path
     if not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700)
-    if path.exists() or path.is_symlink():
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    claim_socket_path(path)
+    if config.socket_group:
         try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # stale: left by a daemon that did not stop cleanly
-        else:
-            raise SocketInUse(f"another daemon is listening on {path}")
-        finally:
-            probe.close()
+            gid = grp.getgrnam(config.socket_group).gr_gid
+        except KeyError:
+            raise BadConfig(f"socket group {config.socket_group!r} does not exist") from None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o777 & ~config.socket_mode)
     try:
@@ -86,7 +84,7 @@ def bind_socket(config: Config) -> socket.socket:
         os.umask(old_umask)
     os.chmod(path, config.socket_mode)
     if config.socket_group:
-        os.chown(path, -1, grp.getgrnam(config.socket_group).gr_gid)
+        os.chown(path, -1, gid)
     sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
@@ -108,6 +106,7 @@ class Server:
         self._stop = asyncio.Event()
         self._watchdog: asyncio.Task[None] | None = None
         self.metrics: MetricsServer | None = None
+        self.locks = DaemonLocks()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -117,10 +116,14 @@ class Server:
             await self.start()
             await self._stop.wait()
         finally:
-            await self.shutdown()
+            if self.locks.held:  # else start was refused at the locks: it changed nothing
+                await self.shutdown()
 
     async def start(self) -> None:
         config = self.config
+        activated = systemd.listen_socket()  # a socket systemd passes has a path that is systemd's
+        # Before anything a second daemon could disturb: the embedded Redis, the journal, the socket.
+        self.locks.acquire(config.data_dir, None if activated else config.socket_path)
         log.info("starting drawstate daemon", extra={"config": repr(config)})
         url = config.redis_url
         if config.embedded:
@@ -144,7 +147,7 @@ class Server:
         self.cleanup.start()
         self.state = ServerState(config, handlers, self.stats)
         self.state.max_connections = usable_connections(config.max_connections)
-        sock = systemd.listen_socket()
+        sock = activated
         if sock is None:
             sock = bind_socket(config)
             self.owns_socket_path = True
@@ -218,6 +221,7 @@ class Server:
         if self.owns_socket_path:
             with contextlib.suppress(FileNotFoundError):
                 Path(self.config.socket_path).unlink()
+        self.locks.release()  # last: the next daemon starts once our socket and Redis are gone
         log.info("stopped")
 
 
