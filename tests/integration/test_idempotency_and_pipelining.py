@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from drawstate import Client
+from tests.support.proxy import TcpProxy
 from tests.support.wire import RawPeer
 
 
@@ -18,6 +20,49 @@ def test_save_retried_after_a_lost_reply_returns_the_first_reply(client, new_sta
     again = client.save(state, token="retry-token-1")
     assert again.version == first.version == 1
     assert client.load(state.lock_key, state.operation_id).version == 1
+
+
+def test_a_save_resent_with_its_token_returns_the_first_version_and_writes_nothing(daemon, new_state, rdb):
+    # Straight on the wire, so no client logic stands between the resend and save.lua's token check.
+    peer = RawPeer(daemon.config.socket_path)
+    try:
+        state = new_state(completed_count=1, results=[4])
+        first = peer.request(_save_request(1, state, token="replay-me"))
+        assert first["ok"] and first["version"] == 1
+        key = f"lottery:state:{{{state.lock_key}}}:{state.operation_id}"
+        index = f"lottery:ops:{{{state.lock_key}}}"
+        stored, scores = rdb.get(key), rdb.zrange(index, 0, -1, withscores=True)
+
+        again = peer.request(_save_request(2, state, token="replay-me"))
+        assert again["ok"] and again["version"] == 1
+        # A different state under the same token is still that token's save: answered, never applied.
+        changed = new_state(operation_id=state.operation_id, completed_count=2, results=[4, 9],
+                            last_update_time=state.last_update_time + 5)  # fmt: skip
+        third = peer.request(_save_request(3, changed, token="replay-me"))
+        assert third["ok"] and third["version"] == 1
+        assert rdb.get(key) == stored
+        assert rdb.zrange(index, 0, -1, withscores=True) == scores
+        assert peer.request(_save_request(4, changed, token="next-draw"))["version"] == 2  # a new token
+    finally:
+        peer.close()
+
+
+def test_client_resends_once_when_the_connection_breaks_after_the_daemon_read_the_save(
+    daemon, new_state, sock_dir
+):
+    """The daemon applies the save and answers, but the answer is lost with the connection; the
+    client sends the same save again on a new one, and the token makes it a replay."""
+    with (
+        TcpProxy(daemon.config.socket_path, listen_path=sock_dir / "mitm.sock") as mitm,
+        Client(mitm.listen_path, timeout=5) as client,
+    ):
+        client.ping()  # an open connection: its break is a lost connection, not a refusal
+        state = new_state()
+        mitm.cut_after_next_request(b"save")
+        assert client.save(state).version == 1
+        assert mitm.replies_dropped == 1
+        assert mitm.connections_accepted == 2  # the original connection, and the one resent on
+        assert client.load(state.lock_key, state.operation_id).version == 1
 
 
 def test_retried_save_with_expect_version_is_not_a_false_conflict(client, new_state):
