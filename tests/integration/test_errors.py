@@ -198,6 +198,21 @@ def test_progress_going_backwards_is_stale_state(client, new_state):
     assert caught.value.details["field"] == "completed_count"
 
 
+def test_lower_completed_count_with_the_same_draws_is_stale_state(client, new_state):
+    from drawstate import Prize
+
+    # Nothing else moves backwards: only the count check can refuse it.
+    prize = Prize("gold", "Gold", 0.1, 500)
+    state = new_state(completed_count=3, results=[1, 2], prize_results=[prize])
+    client.save(state)
+    behind = new_state(operation_id=state.operation_id, completed_count=2, results=[1, 2],
+                       prize_results=[prize], last_update_time=state.last_update_time + 1)  # fmt: skip
+    with pytest.raises(StaleState) as caught:
+        client.save(behind)
+    assert caught.value.details["field"] == "completed_count"
+    assert client.load(state.lock_key, state.operation_id).completed_count == 3
+
+
 def test_rewriting_a_recorded_draw_is_stale_state(client, new_state):
     state = new_state(completed_count=2, results=[1, 2])
     client.save(state)
