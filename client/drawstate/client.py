@@ -14,21 +14,15 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any
 
-from drawstate.errors import (
-    DrawStateCorrupted,
-    InternalError,
-    SidecarTimeout,
-    SidecarUnavailable,
-    error_from_wire,
-)
+from drawstate.errors import DrawStateCorrupted, InternalError, SidecarUnavailable, error_from_wire
 from drawstate.limits import DEFAULT_LIMITS, MAX_FRAME_BYTES, Limits
-from drawstate.model import DrawState, InvalidState, Prize
+from drawstate.model import DrawState, InvalidState
 from drawstate.paths import SOCKET_ENV, implicit_socket_path, unsafe_socket_dir
 from drawstate.protocol import FrameBuffer, FrameError, decode_body, encode_frame
 
@@ -46,21 +40,10 @@ class SaveResult:
 
 @dataclass(frozen=True, slots=True)
 class RollbackResult:
-    """What a rollback did, and who pays the refund.
-
-    `final` True: this caller rolled the operation back and pays the refund, computed from
-    `state` (the state removed from Redis; None when nothing was stored). `final` False: this
-    caller must not refund: the rollback is `cleanup == "deferred"` (Redis was unreachable; it
-    is journaled and applied later) or was decided for the outcome stream, whose event pays it.
-    """
+    """What a rollback removed: refund from `state`; `cleanup` is "done" or "deferred"."""
 
     state: DrawState | None
     cleanup: str
-    final: bool = False
-    #: A state was stored, and this rollback removed it.
-    existed: bool = False
-    #: The token this rollback went out with: resend with it to get the same answer.
-    token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,75 +69,6 @@ class AuditPage:
     #: Events as maps: id, event, lock_key, operation_id, time, reason, counts, results granted.
     items: list[dict[str, Any]]
     cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomeEvent:
-    """How one operation ended (or a note about it), as the outcome stream records it.
-
-    `event` is "complete", "rollback" or "expire" (terminal: each operation has exactly one,
-    possibly delivered twice, identical but for `id`), or "rollback-superseded" (a deferred
-    rollback that found the operation ended another way: nothing to pay). A refund worker pays
-    `rollback` events with `refunded_by_caller` False, and `expire` events, keyed by `operation_id`.
-    """
-
-    id: str
-    event: str
-    lock_key: str
-    operation_id: str
-    time: int
-    reason: str = ""
-    existed: bool = False
-    refunded_by_caller: bool = False
-    deferred: bool = False
-    closed_by: str | None = None
-    completed_count: int = 0
-    total_count: int = 0
-    #: Draw indexes (1-based) that failed: granted nothing, refunded.
-    failed_draws: tuple[int, ...] = ()
-    results: tuple[int, ...] = ()
-    prize_results: tuple[Prize, ...] = ()
-    metadata: dict[str, str] = field(default_factory=dict)
-    #: The raw text of a state that could not be read (a manual refund needs it), else None.
-    corrupted_state: str | None = None
-
-    TERMINAL: ClassVar[frozenset[str]] = frozenset({"complete", "rollback", "expire"})
-
-    @classmethod
-    def from_wire(cls, item: Mapping[str, Any]) -> OutcomeEvent:
-        return cls(
-            id=str(item["id"]),
-            event=str(item["event"]),
-            lock_key=str(item.get("lock_key", "")),
-            operation_id=str(item.get("operation_id", "")),
-            time=int(item.get("time", 0)),
-            reason=str(item.get("reason", "")),
-            existed=bool(item.get("existed", False)),
-            refunded_by_caller=bool(item.get("refunded_by_caller", False)),
-            deferred=bool(item.get("deferred", False)),
-            closed_by=item.get("closed_by"),
-            completed_count=int(item.get("completed_count", 0)),
-            total_count=int(item.get("total_count", 0)),
-            failed_draws=tuple(item.get("failed_draws") or ()),
-            results=tuple(item.get("results") or ()),
-            prize_results=tuple(Prize(**prize) for prize in item.get("prize_results") or ()),
-            metadata=dict(item.get("metadata") or {}),
-            corrupted_state=item.get("corrupted_state"),
-        )
-
-    @property
-    def terminal(self) -> bool:
-        return self.event in self.TERMINAL
-
-    @property
-    def refund_owed(self) -> bool:
-        """Whether a refund worker pays this one: an expiry, or a rollback no caller was told to refund."""
-        return self.event == "expire" or (self.event == "rollback" and not self.refunded_by_caller)
-
-    @property
-    def ungranted_count(self) -> int:
-        """Draws paid for that granted nothing (failed or never made): what a refund covers."""
-        return max(0, self.total_count - self.completed_count)
 
 
 class Client:
@@ -233,17 +147,10 @@ class Client:
         operation_id: str | None = None,
         *,
         reason: str | None = None,
-        token: str | None = None,
         timeout: float | None = None,
     ) -> RollbackResult:
-        """Remove the operation; `final` says whether this caller pays the refund (see RollbackResult).
-
-        `token` names this caller: reuse it to resend the same rollback (a resend gets the same
-        answer); a new one is made when None. Another caller's token, after the operation was
-        rolled back, gets OperationClosed (closed_by "rollback"): it must not refund.
-        """
-        token = token or secrets.token_hex(8)
-        request: dict[str, Any] = {"op": "rollback", "token": token}
+        """Remove the operation and return what had been granted, for the refund."""
+        request: dict[str, Any] = {"op": "rollback"}
         if isinstance(state_or_lock_key, str):
             request["lock_key"] = state_or_lock_key
             request["operation_id"] = operation_id
@@ -256,13 +163,7 @@ class Client:
         if reason is not None:
             request["reason"] = reason
         reply = self._call(request, timeout)
-        return RollbackResult(
-            self._state(reply.get("state")),
-            reply["cleanup"],
-            final=bool(reply.get("final", False)),
-            existed=bool(reply.get("existed", False)),
-            token=token,
-        )
+        return RollbackResult(self._state(reply.get("state")), reply["cleanup"])
 
     def complete(self, lock_key: str, operation_id: str, *, timeout: float | None = None) -> bool:
         """Remove a finished operation; True if it still existed."""
@@ -340,61 +241,6 @@ class Client:
                 return
             cursor = page.cursor
 
-    def outcomes(
-        self,
-        group: str,
-        consumer: str,
-        *,
-        limit: int | None = None,
-        block_ms: int | None = None,
-        claim_idle_ms: int | None = None,
-        timeout: float | None = None,
-    ) -> list[OutcomeEvent]:
-        """Events for `consumer` of consumer group `group`: its unacknowledged ones first, then new.
-
-        Each event stays pending for this consumer until `ack`. `block_ms` waits that long for
-        new events when there are none (within the call timeout); `claim_idle_ms` also takes
-        over events another consumer of the group left unacknowledged that long.
-        """
-        request: dict[str, Any] = {"op": "outcomes", "group": group, "consumer": consumer}
-        for key, value in (("limit", limit), ("block_ms", block_ms), ("claim_idle_ms", claim_idle_ms)):
-            if value is not None:
-                request[key] = value
-        reply = self._call(request, timeout)
-        return [OutcomeEvent.from_wire(item) for item in reply["items"]]
-
-    def ack(self, group: str, ids: Sequence[str], *, timeout: float | None = None) -> int:
-        """Acknowledge handled events; returns how many were pending."""
-        return int(self._call({"op": "ack", "group": group, "ids": list(ids)}, timeout)["acked"])
-
-    def iter_outcomes(
-        self,
-        group: str,
-        consumer: str,
-        *,
-        block_ms: int = 1000,
-        claim_idle_ms: int | None = None,
-        limit: int = 100,
-        stop_when_idle: bool = False,
-    ) -> Iterator[OutcomeEvent]:
-        """Every event for this consumer, each acknowledged once the loop body that got it returns.
-
-        ``for event in client.iter_outcomes("refunds", "worker-1"): pay(event)`` acknowledges an
-        event only when the loop asks for the next one, so an exception (or a crash) in `pay`
-        leaves it pending: it comes again. Runs until the caller stops, or until a wait of
-        `block_ms` brings nothing when `stop_when_idle`.
-        """
-        timeout = max(self.timeout, block_ms / 1000 + self.timeout)
-        while True:
-            events = self.outcomes(
-                group, consumer, limit=limit, block_ms=block_ms, claim_idle_ms=claim_idle_ms, timeout=timeout
-            )
-            if not events and stop_when_idle:
-                return
-            for event in events:
-                yield event
-                self.ack(group, [event.id])
-
     def close(self) -> None:
         with self._lock:
             self._disconnect()
@@ -433,10 +279,7 @@ class Client:
                 except OSError as exc:  # reset, broken pipe, not connected: the socket is gone
                     self._disconnect()
                     if attempt == 2 or fresh or time.monotonic() >= deadline:
-                        # The request may have reached the daemon: its outcome is not known.
-                        raise SidecarTimeout(
-                            f"connection to {self.socket_path} lost before the reply: {exc}"
-                        ) from exc
+                        raise SidecarUnavailable(f"connection to {self.socket_path} lost: {exc}") from exc
         if reply.get("ok"):
             return reply
         error = reply.get("error")
@@ -470,7 +313,7 @@ class Client:
         except TimeoutError as exc:
             # A late reply would arrive out of step with the next call: drop the connection.
             self._disconnect()
-            raise SidecarTimeout(f"no reply from {self.socket_path} within the call timeout") from exc
+            raise SidecarUnavailable(f"no reply from {self.socket_path} within the call timeout") from exc
         except FrameError as exc:
             self._disconnect()
             raise InternalError(f"bad frame from daemon: {exc}") from exc
