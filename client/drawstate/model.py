@@ -1,8 +1,14 @@
 """The DrawState of one multi-draw operation and its parts (Prize, DrawError), for game code.
 
-Field names and the dict layout follow the original lottery engine's JSON, so a
-state written by either side reads on the other. The rules live in rules.py
-and work on the dict form; these dataclasses are the friendly face over it.
+Field names and their order follow the original Go lottery engine's JSON, but
+the sidecar cannot read the engine's states as they are: the engine keeps no
+`operation_id` (it is in its key `lottery:state:<lockKey>:<operationId>`, which
+has no hash-tag braces), no `version` and no `metadata`. `drawstated.legacy`
+converts them (docs/migration.md). The other way, a document the sidecar
+stores decodes into the engine's struct (encoding/json ignores the fields it
+lacks), though the engine would not look for it under the sidecar's braced key.
+The rules live in rules.py and work on the dict form; these dataclasses are
+the friendly face over it.
 """
 
 from __future__ import annotations
