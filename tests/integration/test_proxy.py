@@ -30,8 +30,7 @@ def proxy(own_redis: RedisProcess) -> Iterator[TcpProxy]:
 
 
 def _raw(proxy: TcpProxy) -> socket.socket:
-    sock = socket.create_connection(proxy.address, timeout=SOCKET_TIMEOUT_S)
-    return sock
+    return socket.create_connection(proxy.address, timeout=SOCKET_TIMEOUT_S)
 
 
 def _closed(sock: socket.socket) -> bool:
@@ -146,3 +145,12 @@ def test_closed_proxy_leaves_no_thread_and_no_socket(own_redis):
     assert len(os.listdir("/proc/self/fd")) == fds
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(proxy.address, timeout=SOCKET_TIMEOUT_S)
+
+
+def test_proxy_listens_on_a_unix_socket_and_removes_it_when_closed(own_redis, sock_dir):
+    path = sock_dir / "p.sock"
+    with TcpProxy(own_redis.socket, listen_path=path) as proxy:
+        with redis.Redis(unix_socket_path=str(path), socket_timeout=SOCKET_TIMEOUT_S) as client:
+            assert client.ping()
+        assert proxy.connections_accepted == 1
+    assert not path.exists()
