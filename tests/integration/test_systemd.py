@@ -1,12 +1,22 @@
-"""systemd integration without systemd: sd_notify datagrams and socket activation, as PID 1 would do them."""
+"""systemd integration without systemd: sd_notify, socket activation, and the unit's hardening.
+
+sd_notify datagrams and socket activation are done as PID 1 would do them; the
+unit is rated by `systemd-analyze security`, and a real daemon with its
+embedded Redis runs under strace to show it stays inside the unit's syscall filter.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -149,3 +159,95 @@ def test_restart_under_socket_activation_loses_no_request(sock_dir, own_redis, h
         assert stored is not None and stored.completed_count == len(acknowledged)
     finally:
         assert second.stop() == 0
+
+
+# --- the unit's hardening: scored by systemd-analyze, and the daemon still runs inside its filter ----
+
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "drawstated.service"
+#: The most `systemd-analyze security` may rate the unit (0 is locked down, 10 is wide open).
+MAX_EXPOSURE = 1.5
+needs_systemd_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
+
+
+@needs_systemd_analyze
+def test_the_unit_rates_at_most_1_5_in_systemd_analyze_security():
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if "--offline" in result.stderr:
+        pytest.skip("this systemd-analyze cannot rate a unit file offline")
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    print(f"systemd-analyze security: {match.group(1)}")
+    assert float(match.group(1)) <= MAX_EXPOSURE, "\n".join(
+        line for line in result.stdout.splitlines() if line.startswith("✗")
+    )
+
+
+def _syscall_group(name: str) -> set[str]:
+    listing = subprocess.run(
+        ["systemd-analyze", "syscall-filter", "--no-pager", name],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    calls: set[str] = set()
+    for line in listing.splitlines()[1:]:
+        entry = line.strip()
+        if entry.startswith("@"):
+            calls |= _syscall_group(entry)
+        elif entry and not entry.startswith("#"):
+            calls.add(entry)
+    return calls
+
+
+def _unit_allows() -> set[str]:
+    """The unit's SystemCallFilter= lines in order: the first allows, `~` lines deny, later ones allow."""
+    allowed: set[str] = set()
+    for line in UNIT.read_text().splitlines():
+        if not line.startswith("SystemCallFilter="):
+            continue
+        value = line.split("=", 1)[1]
+        deny = value.startswith("~")
+        calls = set().union(*(_syscall_group(item) if item.startswith("@") else {item}
+                              for item in value.lstrip("~").split()))  # fmt: skip
+        allowed = allowed - calls if deny else allowed | calls
+    return allowed
+
+
+@needs_systemd_analyze
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
+def test_the_daemon_and_its_embedded_redis_stay_inside_the_unit_syscall_filter(sock_dir, new_state):
+    allowed = _unit_allows()
+    trace, data, path = sock_dir / "trace", sock_dir / "data", sock_dir / "d.sock"
+    command = [sys.executable, "-m", "drawstated", "--socket", str(path), "--data-dir", str(data),
+               "--metrics-port", "0", "--log-format", "json"]  # fmt: skip
+    with open(sock_dir / "daemon.log", "wb") as log:
+        tracer = subprocess.Popen(["strace", "-f", "-qq", "-o", str(trace), *command], stderr=log)
+    try:
+        wait_until(path.exists, timeout=30)
+        daemon_pid = int((data / "drawstated.lock").read_text())
+        state = new_state(lock_key="filter:player")
+        with Client(path, timeout=10) as client:
+            client.save(state)
+            assert client.load("filter:player") is not None
+            client.rollback(state, reason="syscall filter test")
+        port = next(
+            json.loads(line)["port"]
+            for line in (sock_dir / "daemon.log").read_text().splitlines()
+            if '"metrics served"' in line
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            assert b"drawstate_requests_total" in reply.read()
+        os.kill(daemon_pid, signal.SIGTERM)
+        assert tracer.wait(30) == 0
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+            tracer.wait()
+    used = set(re.findall(r"^\d+\s+(?:<\.\.\. )?([a-z][a-z0-9_]*)[( ]", trace.read_text(), re.MULTILINE))
+    assert {"flock", "prlimit64", "execve"} <= used  # the trace saw the locks, the fd limit, redis-server
+    assert used - allowed == set()
+    # MemoryDenyWriteExecute: no writable+executable mapping, no mapping made executable later.
+    assert not re.search(r"mmap\([^)]*PROT_WRITE\|PROT_EXEC|mprotect\([^)]*PROT_EXEC", trace.read_text())
