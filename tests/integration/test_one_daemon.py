@@ -8,12 +8,15 @@ line, never a traceback.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
 import pytest
 
 from drawstate import Client
+from drawstated import startup
+from drawstated.cli_client import EXIT_USAGE
 from drawstated.locks import DATA_LOCK_NAME, socket_lock_path
 from drawstated.startup import (
     EXIT_ALREADY_RUNNING,
@@ -143,3 +146,12 @@ def test_an_unreadable_password_file_is_one_line_and_its_own_exit_code(sock_dir)
     assert result.returncode == EXIT_PASSWORD_FILE
     assert str(missing) in one_line(result.stderr)
     assert len({EXIT_ALREADY_RUNNING, EXIT_BAD_CONFIG, EXIT_PASSWORD_FILE, EXIT_SOCKET_IN_USE}) == 4
+
+
+def test_operations_md_lists_every_start_up_exit_code_with_its_value():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    listed = {name: int(code) for code, name in re.findall(r"^\| (\d+) \| `(EXIT_\w+)`", doc, re.MULTILINE)}
+    defined = {name: value for name, value in vars(startup).items() if name.startswith("EXIT_")}
+    assert {name: listed.get(name) for name in defined} == defined
+    assert listed["EXIT_USAGE"] == EXIT_USAGE
+    assert len(set(listed.values())) == len(listed)  # each failure its own code
