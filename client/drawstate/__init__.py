@@ -5,7 +5,7 @@ draw, complete); after a crash a new process resumes it, or rolls it back and
 refunds from the `Refund` it returns. `Client` is the plain blocking client below it.
 """
 
-from drawstate.client import AuditPage, Client, PendingItem, PendingPage, RollbackResult, SaveResult
+from drawstate.client import Client
 from drawstate.errors import (
     DeadlineExceeded,
     DrawStateCorrupted,
@@ -16,8 +16,10 @@ from drawstate.errors import (
     InvalidRequest,
     NotFound,
     OperationClosed,
+    OutcomeUnknown,
     Overloaded,
     RedisUnavailable,
+    SidecarTimeout,
     SidecarUnavailable,
     StaleState,
     VersionConflict,
@@ -26,6 +28,7 @@ from drawstate.limits import DEFAULT_LIMITS, Limits
 from drawstate.model import DrawError, DrawState, InvalidState, Prize, new_operation_id
 from drawstate.multidraw import MultiDraw
 from drawstate.refund import Refund
+from drawstate.results import AuditPage, OutcomeEvent, PendingItem, PendingPage, RollbackResult, SaveResult
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -45,6 +48,8 @@ __all__ = [
     "MultiDraw",
     "NotFound",
     "OperationClosed",
+    "OutcomeEvent",
+    "OutcomeUnknown",
     "Overloaded",
     "PendingItem",
     "PendingPage",
@@ -53,6 +58,7 @@ __all__ = [
     "Refund",
     "RollbackResult",
     "SaveResult",
+    "SidecarTimeout",
     "SidecarUnavailable",
     "StaleState",
     "VersionConflict",

@@ -14,61 +14,26 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from drawstate.errors import DrawStateCorrupted, InternalError, SidecarUnavailable, error_from_wire
+from drawstate.errors import (
+    DrawStateCorrupted,
+    InternalError,
+    SidecarTimeout,
+    SidecarUnavailable,
+    error_from_wire,
+)
 from drawstate.limits import DEFAULT_LIMITS, MAX_FRAME_BYTES, Limits
 from drawstate.model import DrawState, InvalidState
 from drawstate.paths import SOCKET_ENV, implicit_socket_path, unsafe_socket_dir
 from drawstate.protocol import FrameBuffer, FrameError, decode_body, encode_frame
+from drawstate.results import AuditPage, OutcomeEvent, PendingItem, PendingPage, RollbackResult, SaveResult
 
 DEFAULT_TIMEOUT_S = 1.0
 _RECV_CHUNK = 256 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class SaveResult:
-    version: int
-    ttl_s: int
-    #: Replicas that acknowledged the write (only for durability "replicated").
-    replicas: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RollbackResult:
-    """What a rollback removed: refund from `state`; `cleanup` is "done" or "deferred"."""
-
-    state: DrawState | None
-    cleanup: str
-
-
-@dataclass(frozen=True, slots=True)
-class PendingItem:
-    lock_key: str
-    operation_id: str
-    completed_count: int
-    total_count: int
-    version: int
-    last_update_time: int
-    age_s: int
-
-
-@dataclass(frozen=True, slots=True)
-class PendingPage:
-    items: list[PendingItem]
-    #: Pass back to get the next page; None when the listing is done.
-    cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AuditPage:
-    #: Events as maps: id, event, lock_key, operation_id, time, reason, counts, results granted.
-    items: list[dict[str, Any]]
-    cursor: str | None
 
 
 class Client:
@@ -147,10 +112,17 @@ class Client:
         operation_id: str | None = None,
         *,
         reason: str | None = None,
+        token: str | None = None,
         timeout: float | None = None,
     ) -> RollbackResult:
-        """Remove the operation and return what had been granted, for the refund."""
-        request: dict[str, Any] = {"op": "rollback"}
+        """Remove the operation; `final` says whether this caller pays the refund (see RollbackResult).
+
+        `token` names this caller: reuse it to resend the same rollback (a resend gets the same
+        answer); a new one is made when None. Another caller's token, after the operation was
+        rolled back, gets OperationClosed (closed_by "rollback"): it must not refund.
+        """
+        token = token or secrets.token_hex(8)
+        request: dict[str, Any] = {"op": "rollback", "token": token}
         if isinstance(state_or_lock_key, str):
             request["lock_key"] = state_or_lock_key
             request["operation_id"] = operation_id
@@ -163,7 +135,13 @@ class Client:
         if reason is not None:
             request["reason"] = reason
         reply = self._call(request, timeout)
-        return RollbackResult(self._state(reply.get("state")), reply["cleanup"])
+        return RollbackResult(
+            self._state(reply.get("state")),
+            reply["cleanup"],
+            final=bool(reply.get("final", False)),
+            existed=bool(reply.get("existed", False)),
+            token=token,
+        )
 
     def complete(self, lock_key: str, operation_id: str, *, timeout: float | None = None) -> bool:
         """Remove a finished operation; True if it still existed."""
@@ -241,6 +219,61 @@ class Client:
                 return
             cursor = page.cursor
 
+    def outcomes(
+        self,
+        group: str,
+        consumer: str,
+        *,
+        limit: int | None = None,
+        block_ms: int | None = None,
+        claim_idle_ms: int | None = None,
+        timeout: float | None = None,
+    ) -> list[OutcomeEvent]:
+        """Events for `consumer` of consumer group `group`: its unacknowledged ones first, then new.
+
+        Each event stays pending for this consumer until `ack`. `block_ms` waits that long for
+        new events when there are none (within the call timeout); `claim_idle_ms` also takes
+        over events another consumer of the group left unacknowledged that long.
+        """
+        request: dict[str, Any] = {"op": "outcomes", "group": group, "consumer": consumer}
+        for key, value in (("limit", limit), ("block_ms", block_ms), ("claim_idle_ms", claim_idle_ms)):
+            if value is not None:
+                request[key] = value
+        reply = self._call(request, timeout)
+        return [OutcomeEvent.from_wire(item) for item in reply["items"]]
+
+    def ack(self, group: str, ids: Sequence[str], *, timeout: float | None = None) -> int:
+        """Acknowledge handled events; returns how many were pending."""
+        return int(self._call({"op": "ack", "group": group, "ids": list(ids)}, timeout)["acked"])
+
+    def iter_outcomes(
+        self,
+        group: str,
+        consumer: str,
+        *,
+        block_ms: int = 1000,
+        claim_idle_ms: int | None = None,
+        limit: int = 100,
+        stop_when_idle: bool = False,
+    ) -> Iterator[OutcomeEvent]:
+        """Every event for this consumer, each acknowledged once the loop body that got it returns.
+
+        ``for event in client.iter_outcomes("refunds", "worker-1"): pay(event)`` acknowledges an
+        event only when the loop asks for the next one, so an exception (or a crash) in `pay`
+        leaves it pending: it comes again. Runs until the caller stops, or until a wait of
+        `block_ms` brings nothing when `stop_when_idle`.
+        """
+        timeout = max(self.timeout, block_ms / 1000 + self.timeout)
+        while True:
+            events = self.outcomes(
+                group, consumer, limit=limit, block_ms=block_ms, claim_idle_ms=claim_idle_ms, timeout=timeout
+            )
+            if not events and stop_when_idle:
+                return
+            for event in events:
+                yield event
+                self.ack(group, [event.id])
+
     def close(self) -> None:
         with self._lock:
             self._disconnect()
@@ -279,7 +312,10 @@ class Client:
                 except OSError as exc:  # reset, broken pipe, not connected: the socket is gone
                     self._disconnect()
                     if attempt == 2 or fresh or time.monotonic() >= deadline:
-                        raise SidecarUnavailable(f"connection to {self.socket_path} lost: {exc}") from exc
+                        # The request may have reached the daemon: its outcome is not known.
+                        raise SidecarTimeout(
+                            f"connection to {self.socket_path} lost before the reply: {exc}"
+                        ) from exc
         if reply.get("ok"):
             return reply
         error = reply.get("error")
@@ -313,7 +349,7 @@ class Client:
         except TimeoutError as exc:
             # A late reply would arrive out of step with the next call: drop the connection.
             self._disconnect()
-            raise SidecarUnavailable(f"no reply from {self.socket_path} within the call timeout") from exc
+            raise SidecarTimeout(f"no reply from {self.socket_path} within the call timeout") from exc
         except FrameError as exc:
             self._disconnect()
             raise InternalError(f"bad frame from daemon: {exc}") from exc

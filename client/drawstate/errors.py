@@ -77,6 +77,19 @@ class DurabilityNotMet(DrawStateError):
     retryable = True
 
 
+class OutcomeUnknown(DrawStateError):
+    """Whether the request took effect is not known: resend it as it was (same token) to find out.
+
+    `MultiDraw.record` raises it when a save may have been applied and resending it did not
+    tell within the deadline; the daemon answers it when a rollback was applied but who pays its
+    refund could not be confirmed in time. Until a resend answers, the draw or the refund is in
+    doubt: do not grant, do not refund (see docs/recovery.md).
+    """
+
+    code = "outcome_unknown"
+    retryable = True
+
+
 class FrameTooLarge(DrawStateError):
     code = "frame_too_large"
 
@@ -86,10 +99,19 @@ class InternalError(DrawStateError):
 
 
 class SidecarUnavailable(DrawStateError):
-    """The daemon could not be reached (client side only): no socket, refused, or timed out."""
+    """The daemon could not be reached (client side only): no socket, or refused; nothing was sent."""
 
     code = "sidecar_unavailable"
     retryable = True
+
+
+class SidecarTimeout(SidecarUnavailable):
+    """The request went out but no reply came in time, or the connection broke before it (client side only).
+
+    Unlike its base class, the request may have taken effect: resend it unchanged (same token).
+    """
+
+    code = "sidecar_timeout"
 
 
 ERROR_CLASSES: dict[str, type[DrawStateError]] = {
@@ -105,9 +127,11 @@ ERROR_CLASSES: dict[str, type[DrawStateError]] = {
         DeadlineExceeded,
         Overloaded,
         DurabilityNotMet,
+        OutcomeUnknown,
         FrameTooLarge,
         InternalError,
         SidecarUnavailable,
+        SidecarTimeout,
     )
 }
 

@@ -8,7 +8,6 @@ retries reuse, so a repeat never applies twice.
 from __future__ import annotations
 
 import logging
-import random
 import secrets
 import time
 from collections.abc import Mapping
@@ -16,10 +15,15 @@ from types import TracebackType
 from typing import Any, Literal, TypeAlias
 
 from drawstate.client import Client
-from drawstate.errors import DrawStateError, OperationClosed, VersionConflict
+from drawstate.errors import (
+    DrawStateError,
+    OperationClosed,
+    VersionConflict,
+)
 from drawstate.limits import MAX_ERROR_MESSAGE_CHARS, MAX_REASON_CHARS
 from drawstate.model import DrawError, DrawState, Prize, new_operation_id
 from drawstate.refund import Refund
+from drawstate.resend import RESEND_DEADLINE_S, resend
 
 log = logging.getLogger("drawstate.multidraw")
 
@@ -27,11 +31,6 @@ log = logging.getLogger("drawstate.multidraw")
 DrawResult: TypeAlias = int | Prize | DrawError | BaseException
 OnError = Literal["keep", "rollback"]
 ON_ERROR_POLICIES: tuple[OnError, ...] = ("keep", "rollback")
-#: Attempts of one save on a retryable error, all with the same token.
-SAVE_ATTEMPTS = 3
-#: First back-off between those attempts (doubled each time, with jitter).
-RETRY_BACKOFF_S = 0.05
-_sleep = time.sleep  # a seam, so tests can count retries without waiting
 
 
 class MultiDraw:
@@ -65,8 +64,11 @@ class MultiDraw:
       `SystemExit` or other non-`Exception` exits: the state is kept.
 
     `ttl_s` is the lifetime of the state after each save (the daemon's default
-    when None); `durability` ("ack"/"replicated") is passed to every save.
-    A session is one flow of one process: do not share it between threads.
+    when None); `durability` ("ack"/"replicated") is passed to every save;
+    `resend_deadline_s` is how long a save or a rollback is resent, with the same
+    token, while its answer is retryable, before giving up (OutcomeUnknown when
+    it may have taken effect). A session is one flow of one process: do not share
+    it between threads.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class MultiDraw:
         ttl_s: int | None = None,
         on_error: OnError = "keep",
         durability: str | None = None,
+        resend_deadline_s: float = RESEND_DEADLINE_S,
     ) -> None:
         if on_error not in ON_ERROR_POLICIES:
             raise ValueError(f"on_error must be one of {', '.join(ON_ERROR_POLICIES)}, got {on_error!r}")
@@ -84,6 +87,7 @@ class MultiDraw:
         self.ttl_s = ttl_s
         self.on_error: OnError = on_error
         self.durability = durability
+        self.resend_deadline_s = resend_deadline_s
         self._state = state.copy()
         #: "complete" or "rollback" once this session closed the operation.
         self._closed: str | None = None
@@ -93,6 +97,8 @@ class MultiDraw:
         #: The last save that failed with a retryable error, and its token: resent as is
         #: when the same draw is recorded again, since it may have been applied after all.
         self._unsaved: tuple[dict[str, Any], str] | None = None
+        #: This session's one rollback token, made on first use and kept for every resend.
+        self._rollback_token: str | None = None
 
     # --- making one -----------------------------------------------------------------
 
@@ -108,6 +114,7 @@ class MultiDraw:
         ttl_s: int | None = None,
         on_error: OnError = "keep",
         durability: str | None = None,
+        resend_deadline_s: float = RESEND_DEADLINE_S,
     ) -> MultiDraw:
         """Save the initial state (no draws yet) of a new operation, before the first draw.
 
@@ -123,7 +130,10 @@ class MultiDraw:
             last_update_time=now,
             metadata=dict(metadata or {}),
         )
-        session = cls(client, state, ttl_s=ttl_s, on_error=on_error, durability=durability)
+        session = cls(
+            client, state, ttl_s=ttl_s, on_error=on_error, durability=durability,
+            resend_deadline_s=resend_deadline_s,
+        )  # fmt: skip
         session._save(state.copy(), expect_version=0)
         return session
 
@@ -138,6 +148,7 @@ class MultiDraw:
         ttl_s: int | None = None,
         on_error: OnError = "keep",
         durability: str | None = None,
+        resend_deadline_s: float = RESEND_DEADLINE_S,
     ) -> MultiDraw | None:
         """Load an interrupted operation (the newest live one of `lock_key` without an id).
 
@@ -151,7 +162,10 @@ class MultiDraw:
         state = client.load(lock_key, operation_id)
         if state is None:
             return None
-        session = cls(client, state, ttl_s=ttl_s, on_error=on_error, durability=durability)
+        session = cls(
+            client, state, ttl_s=ttl_s, on_error=on_error, durability=durability,
+            resend_deadline_s=resend_deadline_s,
+        )  # fmt: skip
         if claim:
             session.claim()
         return session
@@ -174,10 +188,15 @@ class MultiDraw:
 
         An int is a range-draw result, a Prize a prize-draw result; a DrawError
         or an exception records a failed draw (it counts against total_count and
-        grants nothing). Raises ValueError once every draw is recorded. If the
-        save fails with a retryable error the draw is not recorded: record the
-        same result again (the same save is resent, so it cannot apply twice),
-        or stop and leave the operation to `resume`.
+        grants nothing). Raises ValueError once every draw is recorded.
+
+        The save is resent with the same token while the answer is retryable, up to
+        `resend_deadline_s`. If no definite answer comes: OutcomeUnknown when the
+        save may have been applied (the draw is in doubt: do not grant it now),
+        else the error (the draw is not recorded). Either way, record the same
+        result again (the same save is resent, so it cannot apply twice), or stop
+        and leave the operation to `resume`, where every result in the state is
+        owed to the player: grant idempotently, keyed by (operation_id, draw index).
         """
         self._check_usable()
         if self._state.finished:
@@ -226,23 +245,46 @@ class MultiDraw:
         self._closed = "complete"
         return self.state
 
-    def rollback(self, reason: str = "") -> Refund:
-        """Remove the operation atomically and return what it had granted, for the refund.
+    def rollback(self, reason: str = "", *, token: str | None = None) -> Refund:
+        """Remove the operation atomically; the Refund says what it had granted and who refunds.
 
-        If Redis is unreachable the rollback is still accepted (`cleanup ==
-        "deferred"`): refund at once; the daemon deletes the state later and,
-        until then, nobody can load or save it. Repeating it returns the same Refund.
+        `Refund.final` True: this session pays the refund now, from `Refund.state` (the state
+        removed from Redis). False: do not refund here: Redis was unreachable and the rollback
+        is deferred (`cleanup == "deferred"`), or the refund was left to the outcome stream; a
+        refund worker pays it from there. Repeating it returns the same Refund.
+
+        The rollback goes out with one token per session (`rollback_token`, or `token`), resent
+        while the answer is retryable. If no definite answer comes within `resend_deadline_s`,
+        OutcomeUnknown: call `rollback` again later (same token, same answer). A process that may
+        die between this call and paying should store `rollback_token` first and, after a crash,
+        resend with it (`MultiDraw.resume(..., claim=False).rollback(token=...)` or
+        `Client.rollback(..., token=...)`): the same answer comes back.
         """
         if self._refund is not None:
             return self._refund
         self._check_usable()
-        result = self.client.rollback(self._state, reason=reason[:MAX_REASON_CHARS] or None)
-        # The state Redis held is the authority; when it is gone (expired) or the
-        # cleanup is deferred, what this session saved last is what was granted.
+        if token is not None:
+            self._rollback_token = token
+        result = resend(
+            self.resend_deadline_s,
+            f"operation {self.operation_id}",
+            lambda: self.client.rollback(
+                self._state, reason=reason[:MAX_REASON_CHARS] or None, token=self.rollback_token
+            ),
+        )
+        # The state Redis held is the authority; when none was stored, or the rollback is
+        # deferred, what this session saved last is what it knows was granted.
         removed = result.state if result.state is not None else self.state
         self._closed = "rollback"
-        self._refund = Refund(removed, result.cleanup)
+        self._refund = Refund(removed, result.cleanup, final=result.final)
         return self._refund
+
+    @property
+    def rollback_token(self) -> str:
+        """The token this session's rollback goes out with (store it to resend after a crash)."""
+        if self._rollback_token is None:
+            self._rollback_token = secrets.token_hex(8)
+        return self._rollback_token
 
     # --- what it holds ------------------------------------------------------------------
 
@@ -354,24 +396,23 @@ class MultiDraw:
         return max(int(time.time()), state.last_update_time, state.start_time)
 
     def _save(self, candidate: DrawState, *, expect_version: int | None = None) -> None:
-        """Save `candidate` over the last saved state, retrying retryable errors with one token."""
+        """Save `candidate` over the last saved state, resending retryable failures with one token."""
         expect = self._state.version if expect_version is None else expect_version
         data, token = self._request_for(candidate)
-        for attempt in range(1, SAVE_ATTEMPTS + 1):
-            try:
-                result = self.client.save(
+        try:
+            result = resend(
+                self.resend_deadline_s,
+                f"operation {self.operation_id}",
+                lambda: self.client.save(
                     data, expect_version=expect, ttl_s=self.ttl_s, token=token, durability=self.durability
-                )
-                break
-            except DrawStateError as exc:
-                if isinstance(exc, (VersionConflict, OperationClosed)):
-                    self._lost = exc  # another process owns or closed it: stop here
-                # A retryable failure may still have been applied: keep it to resend as is.
-                self._unsaved = (data, token) if exc.retryable else None
-                if not exc.retryable or attempt == SAVE_ATTEMPTS:
-                    raise
-                backoff = RETRY_BACKOFF_S * 2 ** (attempt - 1)
-                _sleep(backoff * (0.5 + random.random()))  # noqa: S311  # jitter, not crypto
+                ),
+            )
+        except DrawStateError as exc:
+            if isinstance(exc, (VersionConflict, OperationClosed)):
+                self._lost = exc  # another process owns or closed it: stop here
+            # A retryable failure may still have been applied: keep it to resend as is.
+            self._unsaved = (data, token) if exc.retryable else None
+            raise
         self._unsaved = None
         candidate.version = result.version
         candidate.last_update_time = data["last_update_time"]  # differs when a failed save was resent

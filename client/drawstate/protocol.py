@@ -17,7 +17,7 @@ from drawstate.limits import MAX_FRAME_BYTES
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
 
-OPS = ("ping", "save", "load", "rollback", "complete", "pending", "stats", "audit")
+OPS = ("ping", "save", "load", "rollback", "complete", "pending", "stats", "audit", "outcomes", "ack")
 
 # Error codes, as sent on the wire.
 INVALID_REQUEST = "invalid_request"
@@ -30,10 +30,13 @@ REDIS_UNAVAILABLE = "redis_unavailable"
 DEADLINE_EXCEEDED = "deadline_exceeded"
 OVERLOADED = "overloaded"
 DURABILITY_NOT_MET = "durability_not_met"
+OUTCOME_UNKNOWN = "outcome_unknown"
 FRAME_TOO_LARGE = "frame_too_large"
 INTERNAL = "internal"
 
-RETRYABLE_CODES = frozenset({REDIS_UNAVAILABLE, DEADLINE_EXCEEDED, OVERLOADED, DURABILITY_NOT_MET})
+RETRYABLE_CODES = frozenset(
+    {REDIS_UNAVAILABLE, DEADLINE_EXCEEDED, OVERLOADED, DURABILITY_NOT_MET, OUTCOME_UNKNOWN}
+)
 
 
 class FrameError(ValueError):

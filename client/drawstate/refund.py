@@ -14,17 +14,23 @@ from drawstate.model import DrawError, DrawState, Prize
 
 @dataclass(frozen=True, slots=True)
 class Refund:
-    """What a rolled-back operation had granted, for the refund.
+    """What a rolled-back operation had granted, and whether this caller pays its refund.
 
-    `state` is the state the daemon removed from Redis (the authority on what was
-    granted); when Redis was unreachable (`cleanup == "deferred"`) or held nothing
-    any more, it is the state this session last saved. `cleanup` is "done", or
-    "deferred": the daemon deletes the state once Redis is back, and until then
-    no one can load or save the operation. Refund now either way.
+    `final` True: this rollback removed the operation and this caller pays the refund, now,
+    from `state`: the state removed from Redis (the authority on what was granted), or the
+    state this session last saved when Redis held nothing. Pay it idempotently, keyed by
+    operation id.
+
+    `final` False: do not refund here. Either Redis was unreachable (`cleanup == "deferred"`:
+    the daemon applies the rollback later; until then nobody can load or save the operation
+    through it), or the refund was given to the outcome stream; a refund worker reading
+    `outcomes` pays it, from the state Redis really held when the rollback applied. `state` is
+    then for display only.
     """
 
     state: DrawState
     cleanup: str
+    final: bool = True
 
     @property
     def results(self) -> list[int]:

@@ -180,6 +180,26 @@ def _check_error(item: Any, path: str, total: int, limits: Limits) -> None:
     _int(item, "timestamp", path + ".", 0, INT64_MAX)
 
 
+def _check_errors(errors: Sequence[Any], total: int, completed: int, limits: Limits) -> None:
+    """Each failed draw is well formed, and the failed draw indexes rise within the draws made.
+
+    Draws are numbered in the order they are made and a failed one takes its number, so no
+    number is both failed and granted: the granted ones are the numbers no error holds.
+    """
+    drawn = completed + len(errors)
+    previous = 0
+    for i, error in enumerate(errors):
+        _check_error(error, f"errors[{i}]", total, limits)
+        index = error["draw_index"]
+        if index <= previous:
+            raise InvalidState(f"errors[{i}].draw_index", f"{index} does not follow {previous}: indexes rise")
+        if index > drawn:
+            raise InvalidState(
+                f"errors[{i}].draw_index", f"{index} is past the {drawn} draws made (completed + failed)"
+            )
+        previous = index
+
+
 def _check_metadata(value: Any, limits: Limits) -> None:
     if value is None:
         return
@@ -311,8 +331,7 @@ def _explain(data: object, limits: Limits) -> None:
     if prizes and not _prizes_look_valid(prizes, limits):
         for i, prize in enumerate(prizes):
             _check_prize(prize, f"prize_results[{i}]", limits)
-    for i, error in enumerate(errors):
-        _check_error(error, f"errors[{i}]", total, limits)
+    _check_errors(errors, total, completed, limits)
     start = _int(data, "start_time", "", 1, INT64_MAX)
     _int(data, "last_update_time", "", start, INT64_MAX)
     if data.get("version") is not None:

@@ -1,11 +1,16 @@
-"""Deferred rollbacks: a rollback Redis could not apply in time is answered ok and finished here.
+"""Deferred rollbacks: a rollback Redis could not take in time is accepted, journaled and finished here.
 
-The original engine's rule: a rollback always succeeds for the caller, who
-refunds at once. So the delete must happen later, whatever comes: each pending
-delete is written to a journal in the data dir before the reply goes out,
-retried in the background until Redis takes it, and replayed when the daemon
-starts. Until then the daemon refuses to load or save that operation, so a
-refunded operation can never be resumed.
+The caller is answered `cleanup: "deferred"`, `final: false`: it does not refund; the outcome
+stream will say who does once Redis has the rollback. So the rollback must happen later,
+whatever comes: each one is written to a journal in the data dir (fsync) before the reply goes
+out, retried in the background until Redis takes it, and replayed when the daemon starts. Until
+then this daemon refuses to load or save that operation.
+
+Other daemons sharing the Redis do not know of it: one may resume or complete the operation in
+the meantime. When the rollback then reaches Redis, close.lua finds the operation ended and the
+rollback records a `rollback-superseded` event for the operator instead, never a second ending.
+If an earlier attempt of the same rollback (same token) had reached Redis after all, close.lua
+records it as the rollback it was, refunded through the stream.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Container
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +28,14 @@ from typing import Any
 import orjson
 
 from drawstated.errors import RequestError
-from drawstated.store import CloseOutcome, Store
+from drawstated.outcomes import OutcomeStream, Publisher, superseded_event
+from drawstated.store import Store
 
 log = logging.getLogger("drawstated.cleanup")
 
 JOURNAL_NAME = "deferred-rollbacks.jsonl"
+#: The journal holds lock keys and reasons: private to the daemon's user.
+JOURNAL_MODE = 0o600
 #: Deadline of one background attempt to apply a deferred rollback.
 ATTEMPT_DEADLINE_S = 2.0
 
@@ -38,9 +46,10 @@ class DeferredRollback:
     operation_id: str
     reason: str
     deferred_at: float
+    #: The caller's rollback token: a repeat with it is answered "deferred" again.
+    token: str = ""
 
 
-AuditHook = Callable[[DeferredRollback, CloseOutcome], Awaitable[None]]
 Key = tuple[str, str]
 
 
@@ -66,14 +75,17 @@ class DeferredCleanup:
     """The journal of rollbacks still to apply, and the task that applies them."""
 
     def __init__(
-        self, journal_path: Path, store: Store, ttl_ms: int, retry_s: float, on_applied: AuditHook
+        self, journal_path: Path, store: Store, stream: OutcomeStream, publisher: Publisher, retry_s: float
     ) -> None:
         self.journal_path = journal_path
         self._store = store
-        self._ttl_ms = ttl_ms
+        self._stream = stream
+        self._publisher = publisher
         self._retry_s = retry_s
-        self._on_applied = on_applied
         self._pending: dict[Key, DeferredRollback] = {}
+        #: Applied rollbacks, and those that found the operation ended another way (for stats).
+        self.applied = 0
+        self.superseded = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -82,6 +94,9 @@ class DeferredCleanup:
 
     def __contains__(self, key: object) -> bool:
         return key in self._pending
+
+    def get(self, key: Key) -> DeferredRollback | None:
+        return self._pending.get(key)
 
     def hidden_from_read(self) -> HiddenFromRead:
         """Take this before a read from Redis; check what it returns against it afterwards."""
@@ -105,13 +120,18 @@ class DeferredCleanup:
         return len(self._pending)
 
     def add(self, entry: DeferredRollback) -> None:
-        """Record a rollback to apply later; durable (fsync) before it returns."""
-        self._pending[entry.lock_key, entry.operation_id] = entry
-        self.journal_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.journal_path, "ab") as journal:
+        """Record a rollback to apply later: durable (fsync) first, then hidden from reads.
+
+        OSError (a full disk, say) leaves nothing hidden and nothing half-promised: the caller
+        answers a retryable error, and a resend tries again.
+        """
+        self.journal_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, JOURNAL_MODE)
+        with os.fdopen(fd, "ab") as journal:
             journal.write(orjson.dumps(asdict(entry)) + b"\n")
             journal.flush()
             os.fsync(journal.fileno())
+        self._pending[entry.lock_key, entry.operation_id] = entry
         self._wake.set()
 
     def start(self) -> None:
@@ -135,55 +155,58 @@ class DeferredCleanup:
                 await asyncio.sleep(self._retry_s)
 
     async def _apply(self, entry: DeferredRollback) -> None:
-        loop = asyncio.get_running_loop()
+        deadline = asyncio.get_running_loop().time() + ATTEMPT_DEADLINE_S
+        where = {"lock_key": entry.lock_key, "operation_id": entry.operation_id}
         try:
             outcome = await self._store.close_operation(
                 "rollback",
                 entry.lock_key,
                 entry.operation_id,
-                self._ttl_ms,
-                loop.time() + ATTEMPT_DEADLINE_S,
+                deadline,
+                mode="deferred",
+                token=entry.token,
+                reason=entry.reason,
             )
         except RequestError as exc:
-            if not exc.details.get("closed_by"):
-                log.info(
-                    "deferred rollback still pending",
-                    extra={
-                        "lock_key": entry.lock_key,
-                        "operation_id": entry.operation_id,
-                        "error": exc.code,
-                    },
-                )
+            closed_by = exc.details.get("closed_by")
+            if not closed_by:
+                log.debug("deferred rollback still pending", extra={**where, "error": exc.code})
                 return
-            # Completed by someone else meanwhile: nothing left to delete.
+            # Ended another way meanwhile (resumed and completed elsewhere, another caller's
+            # rollback, expiry): that ending stands; the operator gets a note, not a second ending.
+            event = superseded_event(
+                entry.lock_key, entry.operation_id, entry.reason, closed_by, int(time.time())
+            )
+            try:
+                await self._stream.append(event, deadline)
+            except RequestError:
+                return  # kept in the journal: the note is written on a later attempt
             log.warning(
-                "deferred rollback found the operation already closed",
+                "deferred rollback superseded: the operation had ended",
+                extra={**where, "closed_by": closed_by},
+            )
+            self.superseded += 1
+        else:
+            if outcome.final == "1":
+                log.warning("deferred rollback found its token already answered as final", extra=where)
+            if not outcome.published:
+                self._publisher.schedule(entry.lock_key, entry.operation_id)
+            self.applied += 1
+            log.info(
+                "deferred rollback applied",
                 extra={
-                    "lock_key": entry.lock_key,
-                    "operation_id": entry.operation_id,
-                    "closed_by": exc.details["closed_by"],
+                    **where,
+                    "deferred_s": round(time.time() - entry.deferred_at, 3),
+                    "existed": outcome.existed,
                 },
             )
-            outcome = CloseOutcome("replay", None)
         self._pending.pop((entry.lock_key, entry.operation_id), None)
         self._rewrite_journal()
-        log.info(
-            "deferred rollback applied",
-            extra={
-                "lock_key": entry.lock_key,
-                "operation_id": entry.operation_id,
-                "deferred_s": round(time.time() - entry.deferred_at, 3),
-            },
-        )
-        try:
-            await self._on_applied(entry, outcome)
-        except Exception:
-            log.exception("audit of a deferred rollback failed")
 
     def _rewrite_journal(self) -> None:
         """Replace the journal with what is still pending (write, fsync, rename)."""
         tmp = self.journal_path.with_suffix(".tmp")
-        with open(tmp, "wb") as journal:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, JOURNAL_MODE), "wb") as journal:
             for entry in self._pending.values():
                 journal.write(orjson.dumps(asdict(entry)) + b"\n")
             journal.flush()

@@ -34,7 +34,13 @@ SOCKET_MODE = 0o660
 REDIS_POOL_SIZE = 4
 #: Bounds one Redis round trip even when no request deadline would (e.g. background cleanup).
 REDIS_SOCKET_TIMEOUT_S = 5.0
+#: Events the outcome stream keeps as history (more only while a consumer group owes them).
 AUDIT_MAXLEN = 100_000
+#: Seconds between sweeps; an operation's expire event is written within its TTL plus this.
+SWEEP_INTERVAL_S = 30.0
+#: A state's key outlives its logical expiry this long, so a sweeper can still read and record it
+#: even if every daemon was down when it expired.
+EXPIRE_GRACE_S = 86_400
 SHUTDOWN_GRACE_S = 10.0
 CLEANUP_RETRY_S = 1.0
 MAX_TTL_S = 30 * 24 * 3600
@@ -130,6 +136,10 @@ class Config:
     redis_pool_size: int = REDIS_POOL_SIZE
     redis_socket_timeout_s: float = REDIS_SOCKET_TIMEOUT_S
     audit_maxlen: int = AUDIT_MAXLEN
+    sweep_interval_s: float = SWEEP_INTERVAL_S
+    expire_grace_s: int = EXPIRE_GRACE_S
+    #: Consumer groups created at start, so the stream keeps their events from the first one on.
+    outcome_groups: tuple[str, ...] = ()
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
     cleanup_retry_s: float = CLEANUP_RETRY_S
     max_ttl_s: int = MAX_TTL_S
@@ -176,6 +186,15 @@ class Config:
         return f"Config({', '.join(shown)})"
 
     __str__ = __repr__
+
+    @property
+    def outcome_lease_ms(self) -> int:
+        """How long a daemon that ends an operation owns writing its event (and deciding its refund).
+
+        Twice the longest deadline: a healthy daemon settles within one request's deadline, so
+        a sweeper only ever takes over from one that died or lost Redis.
+        """
+        return 2 * self.max_deadline_ms
 
     @property
     def embedded(self) -> bool:

@@ -17,6 +17,10 @@ class RequestError(Exception):
         self.message = message
         self.details = details
 
+    @property
+    def retryable(self) -> bool:
+        return RETRYABLE[self.code]
+
     def to_wire(self) -> dict[str, Any]:
         error = {"code": self.code, "message": self.message, "retryable": RETRYABLE[self.code]}
         error.update(self.details)

@@ -1,28 +1,31 @@
-"""The ops of the wire protocol: check the request, call the store, shape the reply.
+"""The ops of the wire protocol that act on one operation: load, rollback, complete; and ping, stats, pending.
 
 Each handler takes the decoded request and its deadline (event-loop time) and
 returns the fields of an ok reply, or raises RequestError. The connection
-protocol owns framing, ids and timing; this module owns meaning.
+protocol owns framing, ids and timing; this module owns meaning. Save, the hot
+path, lives in saving.py; the ops that read the outcome stream in consumers.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from drawstate import protocol
 from drawstate.model import InvalidState
-from drawstated import __version__, audit, errors, keys, requests
+from drawstated import __version__, consumers, errors, keys, requests
 from drawstated.cleanup import DeferredCleanup, DeferredRollback, HiddenFromRead
-from drawstated.codec import decode_state
+from drawstated.codec import decode_stored
 from drawstated.config import Config
 from drawstated.listing import list_pending
+from drawstated.outcomes import OutcomeStream, Publisher, publish
 from drawstated.saving import Saver, checked_head, closed_by_deferred
 from drawstated.stats import Stats
-from drawstated.store import CloseOutcome, Store
+from drawstated.store import CloseOutcome, Store, closed_error, unix_ms
 
 log = logging.getLogger("drawstated.handlers")
 
@@ -32,15 +35,27 @@ REDIS_PROBE_S = 0.25
 #: Kept back from a rollback's deadline to journal it and still answer "deferred" in time:
 #: this much, or a quarter of a short deadline.
 DEFER_MARGIN_S = 0.05
+#: Share of a rollback's usable deadline for removing the state; the rest confirms who refunds.
+CLOSE_SHARE = 0.6
 
 
 class Handlers:
     """One instance per daemon; `table` maps op names to handlers."""
 
-    def __init__(self, config: Config, store: Store, cleanup: DeferredCleanup, stats: Stats) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        stream: OutcomeStream,
+        publisher: Publisher,
+        cleanup: DeferredCleanup,
+        stats: Stats,
+    ) -> None:
         self.config = config
         self.limits = config.limits
         self.store = store
+        self.stream = stream
+        self.publisher = publisher
         self.cleanup = cleanup
         self.stats = stats
         self.saver = Saver(config, store, cleanup)
@@ -53,6 +68,8 @@ class Handlers:
             "pending": self.pending,
             "stats": self.stats_op,
             "audit": self.audit,
+            "outcomes": self.outcomes,
+            "ack": self.ack,
         }
 
     # --- ops -------------------------------------------------------------------------
@@ -68,13 +85,15 @@ class Handlers:
         if operation_id is not None and (lock_key, operation_id) in hidden:
             return {"state": None}
         found = await self.store.load(lock_key, operation_id, deadline)
-        if found is not None and (lock_key, found[0]) in hidden:
-            if operation_id is not None:
-                return {"state": None}
-            found = await self._newest_not_hidden(lock_key, hidden, deadline)
         if found is None:
             return {"state": None}
-        return {"state": self._decode(found[1], found[0])}
+        state = self._live_state(found[1], found[0])
+        if state is not None and (lock_key, found[0]) not in hidden:
+            return {"state": state}
+        if operation_id is not None:
+            return {"state": None}
+        # The newest is being rolled back here, or has expired: the newest of the others.
+        return {"state": await self._newest_live(lock_key, hidden, deadline)}
 
     async def rollback(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         carried: Mapping[str, Any] | None = None
@@ -87,24 +106,33 @@ class Handlers:
             operation_id = requests.operation_id(request, self.limits, required=True)
             assert operation_id is not None
         reason = requests.reason(request)
-        if (lock_key, operation_id) in self.cleanup:
-            return {"state": dict(carried) if carried else None, "cleanup": "deferred"}
+        # Without a token a resend counts as another caller: it can never be told "final" twice.
+        token = requests.token(request) or secrets.token_hex(8)
+        pending = self.cleanup.get((lock_key, operation_id))
+        if pending is not None:
+            if pending.token != token:
+                raise closed_error(operation_id, "rollback", "rolled back again")
+            return _deferred(carried)
+        loop_now = _now()
+        usable = deadline - _defer_margin(deadline)
         try:
             outcome = await self.store.close_operation(
-                audit.ROLLBACK, lock_key, operation_id, self._ttl_ms, deadline - _defer_margin(deadline)
+                "rollback",
+                lock_key,
+                operation_id,
+                loop_now + (usable - loop_now) * CLOSE_SHARE,
+                token=token,
+                reason=reason,
             )
         except errors.RequestError as exc:
             if exc.code not in (protocol.REDIS_UNAVAILABLE, protocol.DEADLINE_EXCEEDED):
                 raise
-            # The original engine's rule: the caller refunds now; the delete happens later.
-            self.cleanup.add(DeferredRollback(lock_key, operation_id, reason, time.time()))
-            log.warning(
-                "rollback deferred: redis unavailable",
-                extra={"lock_key": lock_key, "operation_id": operation_id},
-            )
-            return {"state": dict(carried) if carried else None, "cleanup": "deferred"}
-        state = await self._closed(audit.ROLLBACK, lock_key, operation_id, outcome, reason, deadline)
-        return {"state": state, "cleanup": "done"}
+            return self._defer(lock_key, operation_id, reason, token, carried)
+        state, problem = self._removed(outcome, operation_id)
+        final = await self._settle(lock_key, operation_id, token, outcome, problem is None, deadline)
+        if problem is not None:
+            raise problem  # the stream pays (final "0"): the state removed could not be read
+        return {"state": state, "cleanup": "done", "final": final, "existed": outcome.existed}
 
     async def complete(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         lock_key = requests.lock_key(request, self.limits)
@@ -112,13 +140,14 @@ class Handlers:
         assert operation_id is not None
         if (lock_key, operation_id) in self.cleanup:
             raise closed_by_deferred(operation_id)
-        outcome = await self.store.close_operation(
-            audit.COMPLETE, lock_key, operation_id, self._ttl_ms, deadline
-        )
-        if outcome.status == "replay":
-            return {"existed": outcome.body == b"1"}
-        await self._closed(audit.COMPLETE, lock_key, operation_id, outcome, "", deadline)
-        return {"existed": outcome.body is not None}
+        outcome = await self.store.close_operation("complete", lock_key, operation_id, deadline)
+        if not outcome.published:
+            await self._publish(lock_key, operation_id, deadline)
+        if outcome.status == "done":
+            _, problem = self._removed(outcome, operation_id)
+            if problem is not None:
+                raise problem  # completed all the same; the event keeps the raw state
+        return {"existed": outcome.existed}
 
     async def pending(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         return await list_pending(
@@ -126,115 +155,126 @@ class Handlers:
         )
 
     async def audit(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
-        return await audit.read_events(self.store, self.limits, request, deadline)
+        return await consumers.read_history(self.stream, self.limits, request, deadline)
+
+    async def outcomes(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
+        return await consumers.read_outcomes(
+            self.stream, self.limits, self.config.max_frame_bytes, request, deadline
+        )
+
+    async def ack(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
+        return await consumers.acknowledge(self.stream, request, deadline)
 
     async def stats_op(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         up = await self.store.ping(min(deadline, _now() + REDIS_PROBE_S))
         snapshot = self.stats.snapshot()
         snapshot["redis"] = "up" if up else "down"
         snapshot["deferred_rollbacks"] = len(self.cleanup)
+        snapshot["deferred_applied"] = self.cleanup.applied
+        snapshot["deferred_superseded"] = self.cleanup.superseded
+        snapshot["events_to_publish"] = len(self.publisher)
         snapshot["version"] = __version__
         return snapshot
 
     # --- shared steps ------------------------------------------------------------------
 
-    @property
-    def _ttl_ms(self) -> int:
-        return self.config.ttl_s * 1000
-
-    def _decode(self, raw: bytes, operation_id: str) -> dict[str, Any]:
+    def _defer(
+        self, lock_key: str, operation_id: str, reason: str, token: str, carried: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """Redis did not take the rollback in time: journal it, answer "deferred" (the stream refunds)."""
         try:
-            return decode_state(raw, self.limits)
-        except InvalidState as exc:
+            self.cleanup.add(DeferredRollback(lock_key, operation_id, reason, time.time(), token))
+        except OSError as exc:
             log.error(
-                "corrupted state in redis",
-                extra={"operation_id": operation_id, "problem": str(exc)},
+                "deferred rollback not journaled", extra={"operation_id": operation_id, "error": str(exc)}
             )
-            raise errors.corrupted(f"stored state of {operation_id} is corrupted: {exc}") from exc
+            raise errors.unavailable(
+                "redis is unreachable and the rollback could not be journaled; resend it with the same token"
+            ) from exc
+        log.warning(
+            "rollback deferred: redis unavailable", extra={"lock_key": lock_key, "operation_id": operation_id}
+        )
+        return _deferred(carried)
 
-    async def _newest_not_hidden(
+    async def _settle(
+        self,
+        lock_key: str,
+        operation_id: str,
+        token: str,
+        outcome: CloseOutcome,
+        readable: bool,
+        deadline: float,
+    ) -> bool:
+        """Make the refund decision durable before anyone is told it: True when this caller pays."""
+        final, published = outcome.final, outcome.published
+        if final == "p":
+            try:
+                final, published = await self.store.settle(
+                    lock_key, operation_id, token, "1" if readable else "0", deadline
+                )
+            except errors.RequestError as exc:
+                if not exc.retryable:
+                    raise
+                raise errors.RequestError(
+                    protocol.OUTCOME_UNKNOWN,
+                    f"operation {operation_id} is rolled back, but whether this caller pays the refund "
+                    "could not be confirmed in time; resend the rollback with the same token to learn it",
+                ) from exc
+        if not published:
+            await self._publish(lock_key, operation_id, deadline)
+        return final == "1"
+
+    async def _publish(self, lock_key: str, operation_id: str, deadline: float) -> None:
+        """Write the event the close script could not (Cluster) before answering, so a caller that
+        reads the stream next finds it; if that fails, it is written in the background instead,
+        and by a sweeper if this daemon dies first. The close itself stands either way."""
+        try:
+            await publish(self.store, self.stream, lock_key, operation_id, "owner", deadline)
+        except errors.RequestError:
+            self.publisher.schedule(lock_key, operation_id)
+
+    def _removed(
+        self, outcome: CloseOutcome, operation_id: str
+    ) -> tuple[dict[str, Any] | None, errors.RequestError | None]:
+        """The state a close removed, decoded; or the draw_state_corrupted error saying why it is not."""
+        if outcome.body is None:
+            return None, None
+        try:
+            return decode_stored(outcome.body, self.limits)[0], None
+        except InvalidState as exc:
+            log.error("corrupted state in redis", extra={"operation_id": operation_id, "problem": str(exc)})
+            return None, errors.corrupted(f"stored state of {operation_id} is corrupted: {exc}")
+
+    def _live_state(self, raw: bytes, operation_id: str) -> dict[str, Any] | None:
+        """A stored state, or None once its logical lifetime is over (the sweeper will expire it)."""
+        try:
+            state, expires = decode_stored(raw, self.limits)
+        except InvalidState as exc:
+            log.error("corrupted state in redis", extra={"operation_id": operation_id, "problem": str(exc)})
+            raise errors.corrupted(f"stored state of {operation_id} is corrupted: {exc}") from exc
+        if expires is not None and expires <= unix_ms():
+            return None
+        return state
+
+    async def _newest_live(
         self, lock_key: str, hidden: HiddenFromRead, deadline: float
-    ) -> tuple[str, bytes] | None:
-        """The newest live operation of a lock key, skipping ones whose rollback is deferred."""
+    ) -> dict[str, Any] | None:
+        """The newest live operation of a lock key: not rolled back here, not expired."""
         items, _ = await self.store.pending_for_lock(lock_key, "", requests.MAX_PENDING_LIMIT, deadline)
-        best: tuple[int, str, bytes] | None = None
+        best: dict[str, Any] | None = None
         for operation_id, raw in items:
             if (lock_key, operation_id) in hidden:
                 continue
-            updated = self._decode(raw, operation_id)["last_update_time"]
-            if best is None or updated > best[0]:
-                best = (updated, operation_id, raw)
-        return None if best is None else (best[1], best[2])
-
-    async def _closed(
-        self,
-        kind: str,
-        lock_key: str,
-        operation_id: str,
-        outcome: CloseOutcome,
-        reason: str,
-        deadline: float,
-    ) -> dict[str, Any] | None:
-        """Decode what a close removed and audit it (once: a replay was audited before)."""
-        state = None
-        problem: errors.RequestError | None = None
-        if outcome.body is not None:
-            try:
-                state = self._decode(outcome.body, operation_id)
-            except errors.RequestError as exc:
-                problem = exc
-        if outcome.status == "done":
-            event = audit.event(
-                kind,
-                lock_key,
-                operation_id,
-                state,
-                reason=reason,
-                raw=outcome.body if problem else None,
-            )
-            await self.append_audit(event, deadline)
-        if problem is not None:
-            raise problem
-        return state
-
-    async def append_audit(self, event: Mapping[str, Any], deadline: float) -> None:
-        try:
-            await self.store.audit(event, deadline)
-        except errors.RequestError as exc:
-            self.stats.audit_failures += 1
-            log.error(
-                "audit event lost",
-                extra={
-                    "event": event.get("event"),
-                    "lock_key": event.get("lock_key"),
-                    "operation_id": event.get("operation_id"),
-                    "error": exc.code,
-                },
-            )
-
-    async def on_deferred_applied(self, entry: DeferredRollback, outcome: CloseOutcome) -> None:
-        """Audit a deferred rollback once Redis has taken it (DeferredCleanup's hook)."""
-        state = None
-        if outcome.status == "done" and outcome.body is not None:
-            try:
-                state = decode_state(outcome.body, self.limits)
-            except InvalidState:
-                state = None
-        event = audit.event(
-            audit.DEFERRED_CLEANUP,
-            entry.lock_key,
-            entry.operation_id,
-            state,
-            reason=entry.reason,
-            raw=outcome.body if state is None else None,
-        )
-        await self.append_audit(event, _now() + 2.0)
+            state = self._live_state(raw, operation_id)
+            if state is not None and (best is None or state["last_update_time"] > best["last_update_time"]):
+                best = state
+        return best
 
     def item(self, key_or_pair: tuple[str, str], raw: bytes) -> dict[str, Any] | None:
-        """A pending-list item from a stored state; None (logged) when the state is unreadable."""
+        """A pending-list item from a stored state; None when unreadable (logged) or expired."""
         lock_key, operation_id = key_or_pair
         try:
-            state = decode_state(raw, self.limits)
+            state, expires = decode_stored(raw, self.limits)
         except InvalidState as exc:
             log.error(
                 "corrupted state skipped in pending",
@@ -243,6 +283,8 @@ class Handlers:
                     "problem": str(exc),
                 },
             )
+            return None
+        if expires is not None and expires <= unix_ms():
             return None
         return {
             "lock_key": lock_key,
@@ -253,6 +295,16 @@ class Handlers:
             "last_update_time": state["last_update_time"],
             "age_s": max(0, int(time.time()) - state["last_update_time"]),
         }
+
+
+def _deferred(carried: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The reply to a deferred rollback: this caller does not refund; the outcome stream will say who does."""
+    return {
+        "state": dict(carried) if carried else None,
+        "cleanup": "deferred",
+        "final": False,
+        "existed": False,
+    }
 
 
 def _now() -> float:

@@ -1,9 +1,11 @@
 """Redis key names: made and parsed here only.
 
 `{prefix}:state:{<lock_key>}:<operation_id>` — the braces are a Redis Cluster
-hash tag, so a lock key's state, index and tombstones share one slot and every
-operation is one atomic script. A lock key never holds a brace, so the first
-`}` after the tag opens ends it, whatever colons the lock key holds.
+hash tag, so a lock key's state, index, tombstones and outbox markers share one
+slot and every operation is one atomic script. Only the outcome stream
+(`{prefix}:audit`) and the sweeper's lease live outside any lock key's slot.
+A lock key never holds a brace, so the first `}` after the tag opens ends it,
+whatever colons the lock key holds.
 """
 
 from __future__ import annotations
@@ -37,8 +39,29 @@ def closed_key(prefix: str, lock_key: str, operation_id: str) -> str:
     return f"{prefix}:closed:{{{lock_key}}}:{operation_id}"
 
 
+def outbox_key(prefix: str, lock_key: str, operation_id: str) -> str:
+    """The marker of an ended operation whose outcome event is not in the stream yet."""
+    return f"{prefix}:outbox:{{{lock_key}}}:{operation_id}"
+
+
+def operation_keys(prefix: str, lock_key: str, operation_id: str) -> list[str]:
+    """state, index, tombstone, outbox marker: the keys every per-operation script takes, in order."""
+    return [
+        state_key(prefix, lock_key, operation_id),
+        index_key(prefix, lock_key),
+        closed_key(prefix, lock_key, operation_id),
+        outbox_key(prefix, lock_key, operation_id),
+    ]
+
+
 def audit_key(prefix: str) -> str:
+    """The outcome stream: every operation's end, read by `outcomes` consumers and by `audit`."""
     return f"{prefix}:audit"
+
+
+def sweeper_key(prefix: str) -> str:
+    """The lease that lets one daemon of those sharing a Redis sweep at a time."""
+    return f"{prefix}:sweeper"
 
 
 def state_scan_pattern(prefix: str) -> str:
@@ -46,13 +69,27 @@ def state_scan_pattern(prefix: str) -> str:
     return f"{prefix}:state:{{*"
 
 
+def outbox_scan_pattern(prefix: str) -> str:
+    """SCAN MATCH pattern for every outbox marker under `prefix`."""
+    return f"{prefix}:outbox:{{*"
+
+
 def parse_state_key(prefix: str, key: str) -> tuple[str, str]:
     """(lock_key, operation_id) of a state key; ValueError if it is not one."""
-    head = f"{prefix}:state:{{"
+    return _parse(prefix, "state", key)
+
+
+def parse_outbox_key(prefix: str, key: str) -> tuple[str, str]:
+    """(lock_key, operation_id) of an outbox marker; ValueError if it is not one."""
+    return _parse(prefix, "outbox", key)
+
+
+def _parse(prefix: str, kind: str, key: str) -> tuple[str, str]:
+    head = f"{prefix}:{kind}:{{"
     if not key.startswith(head):
-        raise ValueError(f"not a state key under {prefix!r}: {key!r}")
+        raise ValueError(f"not a {kind} key under {prefix!r}: {key!r}")
     rest = key[len(head) :]
     end = rest.find("}")
     if end <= 0 or rest[end : end + 2] != "}:" or end + 2 == len(rest):
-        raise ValueError(f"malformed state key: {key!r}")
+        raise ValueError(f"malformed {kind} key: {key!r}")
     return rest[:end], rest[end + 2 :]

@@ -158,7 +158,32 @@ SERVE_OPTIONS = (
         multiple=True,
     ),
     Option(
-        "--audit-maxlen", "audit_maxlen", "Approximate length cap of the audit stream.", click.IntRange(1)
+        "--audit-maxlen",
+        "audit_maxlen",
+        "Events the outcome stream keeps as history; it grows past this only while a consumer group "
+        "still owes older events.",
+        click.IntRange(1),
+    ),
+    Option(
+        "--sweep-interval",
+        "sweep_interval_s",
+        "Seconds between sweeps: expire operations past their TTL, write outcome events a dead "
+        "daemon left, trim the outcome stream.",
+        click.FloatRange(0.01),
+    ),
+    Option(
+        "--expire-grace",
+        "expire_grace_s",
+        "Seconds a state's key outlives its TTL, so a sweeper can still record its expiry.",
+        click.IntRange(1),
+    ),
+    Option(
+        "--outcome-group",
+        "outcome_groups",
+        "Consumer group created at start (repeatable): the stream keeps its events until it acks them.",
+        str,
+        tuple,
+        multiple=True,
     ),
     Option(
         "--cleanup-retry",
@@ -181,6 +206,28 @@ SERVE_OPTIONS = (
         click.IntRange(0),
     ),
 )
+
+
+#: What the reference shows as the socket's default: it depends on the environment.
+SOCKET_DEFAULT_SHOWN = (
+    "`$DRAWSTATE_SOCKET`, `$XDG_RUNTIME_DIR/drawstate.sock`, else `/tmp/drawstate-<uid>/drawstate.sock`"
+)
+#: The data dir's default also depends on the environment.
+DATA_DIR_DEFAULT_SHOWN = "`$XDG_STATE_HOME/drawstate`, else `~/.local/state/drawstate`"
+
+
+def reference_table() -> str:
+    """docs/operations.md's configuration reference, made from SERVE_OPTIONS (a test keeps them equal)."""
+    rows = ["| option | environment | default | what it sets |", "|---|---|---|---|"]
+    for option in SERVE_OPTIONS:
+        if option.field == "socket_path":
+            shown = SOCKET_DEFAULT_SHOWN
+        elif option.field == "data_dir":
+            shown = DATA_DIR_DEFAULT_SHOWN
+        else:
+            shown = f"`{option.shown_default()}`"
+        rows.append(f"| `{option.flag}` | `{option.envvar}` | {shown} | {option.help} |")
+    return "\n".join(rows) + "\n"
 
 
 def _param_name(option: Option) -> str:

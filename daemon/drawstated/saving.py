@@ -15,17 +15,16 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from drawstate import protocol
 from drawstate.limits import Limits
 from drawstate.model import InvalidState, check_state
 from drawstated import errors, requests
 from drawstated.cleanup import DeferredCleanup
 from drawstated.codec import StateTooLarge, encode_head
+from drawstated.commands import is_noscript
 from drawstated.config import Config
 from drawstated.retry import is_transient
-from drawstated.store import SaveRequest, Store
+from drawstated.store import SaveOutcome, SaveRequest, Store
 
 log = logging.getLogger("drawstated.saving")
 
@@ -67,7 +66,7 @@ class Saver:
     async def save(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         """The whole save with retries (the op handler for callers that want a coroutine)."""
         save = self.plan(request, deadline)
-        return self.reply(save, *await self.store.save(save, deadline))
+        return self.reply(save, await self.store.save(save, deadline))
 
     def start(self, request: Mapping[str, Any], deadline: float, respond: Respond) -> None:
         """The hot path: `respond` gets the reply fields or the RequestError, exactly once."""
@@ -88,11 +87,11 @@ class Saver:
         error = done.exception()
         if error is None:
             try:
-                respond(self.reply(save, *self.store.save_result(save, done.result())))
+                respond(self.reply(save, self.store.save_result(save, done.result())))
             except errors.RequestError as exc:
                 respond(exc)
             return
-        if is_transient(error) or (isinstance(error, ResponseError) and str(error).startswith("NOSCRIPT")):
+        if is_transient(error) or is_noscript(error):
             task = asyncio.get_running_loop().create_task(self._retry(save, deadline, respond))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -102,15 +101,16 @@ class Saver:
 
     async def _retry(self, save: SaveRequest, deadline: float, respond: Respond) -> None:
         try:
-            respond(self.reply(save, *await self.store.save(save, deadline)))
+            respond(self.reply(save, await self.store.save(save, deadline)))
         except errors.RequestError as exc:
             respond(exc)
         except Exception as exc:
             log.exception("save failed")
             respond(errors.internal(exc))
 
-    def reply(self, save: SaveRequest, version: int, replayed: bool, acked: int | None) -> dict[str, Any]:
+    def reply(self, save: SaveRequest, outcome: SaveOutcome) -> dict[str, Any]:
         """The ok reply's fields; durability_not_met when too few replicas acknowledged."""
+        version, replayed, acked = outcome.version, outcome.replayed, outcome.replicas
         if log.isEnabledFor(logging.DEBUG):
             log.debug("saved", extra={"lock_key": save.lock_key, "operation_id": save.operation_id,
                                       "version": version, "replayed": replayed})  # fmt: skip

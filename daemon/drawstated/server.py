@@ -20,7 +20,7 @@ from pathlib import Path
 
 from drawstated import systemd
 from drawstated.backends import make_pipeline
-from drawstated.cleanup import JOURNAL_NAME, DeferredCleanup, DeferredRollback
+from drawstated.cleanup import JOURNAL_NAME, DeferredCleanup
 from drawstated.config import Config, redact_url
 from drawstated.connection import Connection, ServerState
 from drawstated.embedded import EmbeddedRedis
@@ -28,9 +28,11 @@ from drawstated.errors import RequestError
 from drawstated.handlers import Handlers
 from drawstated.locks import DaemonLocks, claim_socket_path
 from drawstated.metrics import MetricsServer, StatsCollector
+from drawstated.outcomes import OutcomeStream, Publisher
 from drawstated.startup import BadConfig
 from drawstated.stats import Stats
-from drawstated.store import CloseOutcome, Store
+from drawstated.store import Store
+from drawstated.sweeper import Sweeper
 
 log = logging.getLogger("drawstated.server")
 
@@ -99,6 +101,9 @@ class Server:
         self.embedded: EmbeddedRedis | None = None
         self.store: Store | None = None
         self.cleanup: DeferredCleanup | None = None
+        self.stream: OutcomeStream | None = None
+        self.publisher: Publisher | None = None
+        self.sweeper: Sweeper | None = None
         self.state: ServerState | None = None
         self.listener: asyncio.AbstractServer | None = None
         self.owns_socket_path = False
@@ -129,22 +134,15 @@ class Server:
         if config.embedded:
             self.embedded = EmbeddedRedis(config.data_dir)
             url = await self.embedded.start()
-        self.store = Store(
+        self.store = Store.connect(
             make_pipeline(config, url, on_batch=self.stats.count_batch, on_connect=self.stats.count_connect),
             config,
             on_retry=self.stats.count_retry,
         )
         await self._load_scripts(url)
-        self.cleanup = DeferredCleanup(
-            config.data_dir / JOURNAL_NAME,
-            self.store,
-            config.ttl_s * 1000,
-            config.cleanup_retry_s,
-            self._audit_deferred,
-        )
-        handlers = Handlers(config, self.store, self.cleanup, self.stats)
-        self.cleanup.replay_journal()
-        self.cleanup.start()
+        await self._start_background(config)
+        assert self.stream is not None and self.publisher is not None and self.cleanup is not None
+        handlers = Handlers(config, self.store, self.stream, self.publisher, self.cleanup, self.stats)
         self.state = ServerState(config, handlers, self.stats)
         self.state.max_connections = usable_connections(config.max_connections)
         sock = activated
@@ -175,9 +173,32 @@ class Server:
                 extra={"redis": redact_url(url)},
             )
 
-    async def _audit_deferred(self, entry: DeferredRollback, outcome: CloseOutcome) -> None:
-        assert self.state is not None
-        await self.state.handlers.on_deferred_applied(entry, outcome)
+    async def _start_background(self, config: Config) -> None:
+        """The tasks that finish what requests start: events to write, deferred rollbacks, the sweep."""
+        assert self.store is not None
+        self.stream = OutcomeStream(self.store.commands, config.prefix)
+        self.publisher = Publisher(self.store, self.stream)
+        self.publisher.start()
+        self.cleanup = DeferredCleanup(
+            config.data_dir / JOURNAL_NAME, self.store, self.stream, self.publisher, config.cleanup_retry_s
+        )
+        self.cleanup.replay_journal()
+        self.cleanup.start()
+        for group in config.outcome_groups:
+            try:
+                await self.stream.create_group(
+                    group, asyncio.get_running_loop().time() + STARTUP_REDIS_WAIT_S
+                )
+            except RequestError:
+                log.error("outcome group not created yet: redis unreachable", extra={"group": group})
+        self.sweeper = Sweeper(self.store, self.stream, config)
+        self.sweeper.start()
+
+    async def _stop_background(self) -> None:
+        """Stop the background tasks; what they had not finished is in Redis or the journal."""
+        for background in (self.sweeper, self.cleanup, self.publisher):
+            if background is not None:
+                await background.stop()
 
     def _start_watchdog(self) -> None:
         interval = systemd.watchdog_interval_s()
@@ -212,8 +233,7 @@ class Server:
             self._watchdog.cancel()
         if self.metrics is not None:
             self.metrics.stop()
-        if self.cleanup is not None:
-            await self.cleanup.stop()
+        await self._stop_background()
         if self.store is not None:
             await self.store.close()
         if self.embedded is not None:

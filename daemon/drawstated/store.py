@@ -1,42 +1,35 @@
-"""All Redis access: the Lua scripts, loaded once and run by EVALSHA through the auto-pipeline.
+"""Operation state in Redis: save, load, list, and end (complete, roll back, expire) through the Lua scripts.
 
-Every call takes the request's deadline (event-loop time) and retries transient
-failures up to it. Scripts return plain tuples; this module turns them into
-values or RequestErrors, so no other module knows a script's reply layout.
+Scripts return plain arrays; this module turns them into values or RequestErrors, so no other
+module knows a script's reply layout. Each operation's keys share one Cluster slot (keys.py);
+where the outcome stream shares the node too (one server, Sentinel), the scripts that end an
+operation write its outcome event themselves, else the daemon writes it after them (outbox).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
-
-from redis.exceptions import ResponseError
+from typing import Any, Literal
 
 from drawstate import protocol
 from drawstated import errors, keys
+from drawstated.commands import Commands, expire_future
 from drawstated.config import Config
 from drawstated.pipeline import Backend, Wait
-from drawstated.retry import is_transient, with_retries
 
-log = logging.getLogger("drawstated.store")
-
-SCRIPT_NAMES = ("save", "close", "prune")
 #: Index members whose state keys are read per round trip by load and pending.
 READ_CHUNK = 16
-#: SCAN COUNT hint per round trip when listing every lock key's operations.
+#: SCAN COUNT hint per round trip when walking every key of a kind.
 SCAN_COUNT = 500
-#: Deadline for loading the scripts when no request deadline applies (start-up).
-SCRIPT_LOAD_DEADLINE_S = 5.0
+#: Bytes read from the end of a state by the sweeper: enough for its version, token and expiry.
+TAIL_BYTES = 192
 
-
-def _script_source(name: str) -> str:
-    return resources.files("drawstated").joinpath(f"lua/{name}.lua").read_text()
+Final = Literal["1", "0", "p"]
+EndKind = Literal["rollback", "complete"]
+Mode = Literal["direct", "deferred"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,117 +47,89 @@ class SaveRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class CloseOutcome:
-    """`status`: done (removed now), replay (closed before by the same kind); body: removed JSON."""
+class SaveOutcome:
+    version: int
+    #: This token's save had already landed: nothing was written.
+    replayed: bool
+    #: What WAIT reported when the save asked for replication, else None.
+    replicas: int | None
 
-    status: str
+
+@dataclass(frozen=True, slots=True)
+class CloseOutcome:
+    """What ending an operation found: done now, or a repeat of the same close (replay)."""
+
+    status: Literal["done", "replay"]
+    #: Who pays a rollback's refund: "1" its caller, "0" the outcome stream, "p" not decided yet.
+    final: Final
+    existed: bool
+    #: The state removed (raw JSON), or None when none was stored.
     body: bytes | None
+    #: The outcome event is in the stream already.
+    published: bool
 
 
 class Store:
-    """The daemon's view of Redis: save, load, close, list, audit."""
+    """The daemon's view of operation state in Redis."""
 
-    def __init__(
-        self, pipeline: Backend, config: Config, *, on_retry: Callable[[], None] | None = None
-    ) -> None:
-        self.pipeline = pipeline
+    def __init__(self, commands: Commands, config: Config) -> None:
+        self.commands = commands
         self.prefix = config.prefix
-        self.audit_maxlen = config.audit_maxlen
-        self._on_retry = on_retry
-        self._sources = {name: _script_source(name) for name in SCRIPT_NAMES}
-        # SHA1 of each source, as Redis names scripts: EVALSHA works at once when Redis
-        # has them cached, and a NOSCRIPT reply loads them.
-        self._shas = {
-            name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest()
-            for name, src in self._sources.items()
-        }
+        #: Whether the outcome stream shares a node with every operation (not on Cluster).
+        self.events_inline = not config.redis_cluster
+        self.tomb_ttl_ms = config.ttl_s * 1000
+        self.grace_ms = config.expire_grace_s * 1000
+        self.lease_ms = config.outcome_lease_ms
+
+    @classmethod
+    def connect(
+        cls, pipeline: Backend, config: Config, *, on_retry: Callable[[], None] | None = None
+    ) -> Store:
+        return cls(Commands(pipeline, on_retry=on_retry), config)
+
+    @property
+    def pipeline(self) -> Backend:
+        return self.commands.pipeline
 
     async def load_scripts(self, deadline: float | None = None) -> None:
-        """SCRIPT LOAD every script (at start, and after Redis answers NOSCRIPT)."""
-        if deadline is None:
-            deadline = asyncio.get_running_loop().time() + SCRIPT_LOAD_DEADLINE_S
-        for node in range(await self.pipeline.scan_node_count()):
-            for source in self._sources.values():
-                await self._run(deadline, "SCRIPT", "LOAD", source, node=node)
+        await self.commands.load_scripts(deadline)
 
     async def close(self) -> None:
         await self.pipeline.close()
 
-    # --- plumbing ---------------------------------------------------------------
+    def _operation_keys(self, lock_key: str, operation_id: str) -> list[str]:
+        names = keys.operation_keys(self.prefix, lock_key, operation_id)
+        if self.events_inline:
+            names.append(keys.audit_key(self.prefix))
+        return names
 
-    async def _run(
-        self, deadline: float, *command: Any, wait: Wait | None = None, node: int | None = None
-    ) -> Any:
-        """One command: a plain first attempt (the hot path), tenacity only once it has failed.
+    def _outbox_keys(self, lock_key: str, operation_id: str) -> list[str]:
+        names = [
+            keys.closed_key(self.prefix, lock_key, operation_id),
+            keys.outbox_key(self.prefix, lock_key, operation_id),
+        ]
+        if self.events_inline:
+            names.append(keys.audit_key(self.prefix))
+        return names
 
-        `node` sends it to one node of the topology (SCAN, SCRIPT LOAD on Cluster) instead of by key.
-        """
-        loop = asyncio.get_running_loop()
-
-        def send() -> asyncio.Future[Any]:
-            if node is None:
-                return self.pipeline.submit(*command, wait=wait)
-            return self.pipeline.submit_to(node, *command)
-
-        future = send()
-        timer = loop.call_at(deadline, _expire, future)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # our caller was cancelled, not our deadline
-            raise errors.deadline() from None
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-        finally:
-            timer.cancel()
-        if self._on_retry is not None:
-            self._on_retry()
-        return await with_retries(send, deadline, self._on_retry, first_failed=True)
-
-    async def _script(
-        self,
-        name: str,
-        deadline: float,
-        keys_: list[str],
-        argv: list[Any],
-        wait: Wait | None = None,
-    ) -> Any:
-        return await self._evalsha(deadline, ("EVALSHA", self._shas[name], len(keys_), *keys_, *argv), wait)
-
-    async def _evalsha(self, deadline: float, command: tuple[Any, ...], wait: Wait | None = None) -> Any:
-        """Run a script command; on NOSCRIPT load the scripts and send it once more."""
-        try:
-            return await self._run(deadline, *command, wait=wait)
-        except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        # Redis restarted or flushed its script cache: load, then send once more.
-        log.info("redis lost its scripts (NOSCRIPT); reloading")
-        await self.load_scripts(deadline)
-        return await self._run(deadline, *command, wait=wait)
-
-    # --- operations ---------------------------------------------------------------
+    # --- saving -------------------------------------------------------------------------
 
     def save_command(self, save: SaveRequest) -> tuple[Any, ...]:
         """The EVALSHA of save.lua for one save (see its header for KEYS and ARGV)."""
-        p = self.prefix
-        return (
-            "EVALSHA",
-            self._shas["save"],
-            3,
-            keys.state_key(p, save.lock_key, save.operation_id),
-            keys.index_key(p, save.lock_key),
-            keys.closed_key(p, save.lock_key, save.operation_id),
-            save.head,
-            save.token,
-            "" if save.expect_version is None else save.expect_version,
-            save.ttl_ms,
-            int(time.time() * 1000),
-            save.operation_id,
-            save.completed_count,
+        return self.commands.scripts["save"].command(
+            self._operation_keys(save.lock_key, save.operation_id),
+            (
+                save.operation_id,
+                save.lock_key,
+                save.head,
+                save.token,
+                "" if save.expect_version is None else save.expect_version,
+                save.completed_count,
+                save.ttl_ms,
+                self.grace_ms,
+                self.tomb_ttl_ms,
+                self.lease_ms,
+            ),
         )
 
     def start_save(self, save: SaveRequest, deadline: float) -> asyncio.Future[Any]:
@@ -174,34 +139,27 @@ class Store:
         retries with the same token, so the attempts count as one save.
         """
         future = self.pipeline.submit(*self.save_command(save), wait=save.wait)
-        timer = asyncio.get_running_loop().call_at(deadline, _expire, future)
+        timer = asyncio.get_running_loop().call_at(deadline, expire_future, future)
         future.add_done_callback(lambda _: timer.cancel())
         return future
 
-    async def save(self, save: SaveRequest, deadline: float) -> tuple[int, bool, int | None]:
-        """Run save.lua with retries; (version, replayed, replicas_acked)."""
-        return self.save_result(save, await self._evalsha(deadline, self.save_command(save), save.wait))
+    async def save(self, save: SaveRequest, deadline: float) -> SaveOutcome:
+        """Run save.lua with retries."""
+        return self.save_result(
+            save, await self.commands.evalsha(deadline, self.save_command(save), save.wait)
+        )
 
-    def save_result(self, save: SaveRequest, reply: Any) -> tuple[int, bool, int | None]:
-        """(version, replayed, replicas_acked) from save.lua's reply; RequestError for a refusal.
-
-        replayed: this token's save had already landed. replicas_acked: what WAIT
-        reported when the save asked for replication, else None.
-        """
+    def save_result(self, save: SaveRequest, reply: Any) -> SaveOutcome:
+        """The outcome of save.lua's reply; RequestError for a refusal."""
         operation_id, expect_version = save.operation_id, save.expect_version
         acked = None
         if save.wait is not None:
             reply, acked = reply
         status = reply[0].decode()
         if status in ("ok", "replay"):
-            return int(reply[1]), status == "replay", acked
+            return SaveOutcome(int(reply[1]), status == "replay", acked)
         if status == "closed":
-            kind = reply[1].decode()
-            raise errors.RequestError(
-                protocol.OPERATION_CLOSED,
-                f"operation {operation_id} was closed by {kind}; it cannot be saved again",
-                closed_by=kind,
-            )
+            raise closed_error(operation_id, reply[1].decode(), "saved again")
         if status == "conflict":
             stored = int(reply[1])
             raise errors.RequestError(
@@ -212,28 +170,27 @@ class Store:
             )
         if status == "stale":
             field_name = reply[1].decode()
-            raise errors.RequestError(
-                protocol.STALE_STATE,
-                f"save would move {field_name} backwards: draws already recorded are immutable",
-                field=field_name,
-            )
+            raise errors.RequestError(protocol.STALE_STATE, STALE_MESSAGES[field_name], field=field_name)
         raise errors.corrupted(f"stored state of {operation_id} is corrupted: {reply[1].decode()}")
+
+    # --- reading ------------------------------------------------------------------------
 
     async def load(
         self, lock_key: str, operation_id: str | None, deadline: float
     ) -> tuple[str, bytes] | None:
-        """(operation_id, raw JSON) of the requested or newest live operation, or None.
+        """(operation_id, raw JSON) of the requested or newest operation stored, or None.
 
         Without an id: the index newest first, then the state keys by name. Every
         key is named in its own command, never read from inside a script: while
         Cluster migrates the lock key's slot, a script's undeclared reads would
         miss keys already moved, where a command is redirected to them (ASK).
+        The caller judges logical expiry (codec.decode_stored).
         """
         p = self.prefix
         if operation_id is not None:
-            raw = await self._run(deadline, "GET", keys.state_key(p, lock_key, operation_id))
+            raw = await self.commands.run(deadline, "GET", keys.state_key(p, lock_key, operation_id))
             return None if raw is None else (operation_id, raw)
-        members = await self._run(deadline, "ZREVRANGE", keys.index_key(p, lock_key), 0, -1)
+        members = await self.commands.run(deadline, "ZREVRANGE", keys.index_key(p, lock_key), 0, -1)
         for start in range(0, len(members), READ_CHUNK):
             found = await self._states(lock_key, members[start : start + READ_CHUNK], deadline)
             if found:
@@ -252,39 +209,14 @@ class Store:
                 keys.index_key(self.prefix, lock_key),
                 keys.state_key(self.prefix, lock_key, operation_id),
             )
-            await self._script("prune", deadline, [index, state], [operation_id])
+            await self.commands.script("prune", deadline, [index, state], [operation_id])
         return [(operation_id, raw) for operation_id, raw in zip(ids, raws, strict=True) if raw is not None]
-
-    async def close_operation(
-        self, kind: str, lock_key: str, operation_id: str, ttl_ms: int, deadline: float
-    ) -> CloseOutcome:
-        """Roll back or complete: remove the state, leave the tombstone (close.lua)."""
-        p = self.prefix
-        reply = await self._script(
-            "close",
-            deadline,
-            [
-                keys.state_key(p, lock_key, operation_id),
-                keys.index_key(p, lock_key),
-                keys.closed_key(p, lock_key, operation_id),
-            ],
-            [kind, ttl_ms, operation_id],
-        )
-        status = reply[0].decode()
-        if status == "closed":
-            other = reply[1].decode()
-            raise errors.RequestError(
-                protocol.OPERATION_CLOSED,
-                f"operation {operation_id} was already closed by {other}; cannot {kind} it",
-                closed_by=other,
-            )
-        return CloseOutcome(status, reply[1] or None)
 
     async def pending_for_lock(
         self, lock_key: str, after: str, limit: int, deadline: float
     ) -> tuple[list[tuple[str, bytes]], str | None]:
         """A page of (operation_id, raw JSON) of one lock key, by operation id; next `after`."""
-        members = await self._run(deadline, "ZRANGE", keys.index_key(self.prefix, lock_key), 0, -1)
+        members = await self.commands.run(deadline, "ZRANGE", keys.index_key(self.prefix, lock_key), 0, -1)
         candidates = sorted(member for member in members if member.decode() > after)
         items: list[tuple[str, bytes]] = []
         for start in range(0, len(candidates), READ_CHUNK):
@@ -299,52 +231,131 @@ class Store:
         """How many nodes a full SCAN walks: 1, or every master of a Cluster."""
         return await self.pipeline.scan_node_count()
 
-    async def scan_states(self, node: int, cursor: int, deadline: float) -> tuple[int, list[bytes]]:
-        """One SCAN step on one node over every state key under the prefix (never KEYS)."""
-        pattern = keys.state_scan_pattern(self.prefix)
-        reply = await self._run(deadline, "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, node=node)
+    async def scan(self, pattern: str, node: int, cursor: int, deadline: float) -> tuple[int, list[bytes]]:
+        """One SCAN step on one node over the keys matching `pattern` (never KEYS)."""
+        reply = await self.commands.run(
+            deadline, "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT, node=node
+        )
         next_cursor, names = reply
         return int(next_cursor), list(names)
 
+    async def scan_states(self, node: int, cursor: int, deadline: float) -> tuple[int, list[bytes]]:
+        """One SCAN step on one node over every state key under the prefix."""
+        return await self.scan(keys.state_scan_pattern(self.prefix), node, cursor, deadline)
+
     async def get_many(self, names: list[Any], deadline: float) -> list[bytes | None]:
         """GET each key in one pipeline (MGET would cross slots on Cluster)."""
+        return await self.commands.many([("GET", name) for name in names], deadline)
 
-        async def attempt() -> list[bytes | None]:
-            return list(await asyncio.gather(*(self.pipeline.submit("GET", n) for n in names)))
-
-        return await with_retries(attempt, deadline, self._on_retry) if names else []
-
-    async def audit(self, event: Mapping[str, Any], deadline: float) -> None:
-        """Append one event to the capped audit stream."""
-        fields: list[Any] = []
-        for name, value in event.items():
-            fields += [name, value]
-        await self._run(
-            deadline,
-            "XADD",
-            keys.audit_key(self.prefix),
-            "MAXLEN",
-            "~",
-            self.audit_maxlen,
-            "*",
-            *fields,
-        )
-
-    async def read_audit(
-        self, start: str, count: int, deadline: float
-    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        reply = await self._run(deadline, "XRANGE", keys.audit_key(self.prefix), start, "+", "COUNT", count)
-        return [(entry_id, dict(zip(flat[::2], flat[1::2], strict=True))) for entry_id, flat in reply]
+    async def tails(self, names: list[Any], deadline: float) -> list[bytes]:
+        """The last TAIL_BYTES of each state (its version, token and expiry), in one pipeline."""
+        return await self.commands.many([("GETRANGE", name, -TAIL_BYTES, -1) for name in names], deadline)
 
     async def ping(self, deadline: float) -> bool:
         try:
-            await self._run(deadline, "PING")
+            await self.commands.run(deadline, "PING")
         except errors.RequestError:
             return False
         return True
 
+    # --- ending an operation ------------------------------------------------------------
 
-def _expire(future: asyncio.Future[Any]) -> None:
-    """Deadline timer: give up waiting (the reply, if it comes, is read and dropped)."""
-    if not future.done():
-        future.cancel()
+    async def close_operation(
+        self,
+        kind: EndKind,
+        lock_key: str,
+        operation_id: str,
+        deadline: float,
+        *,
+        mode: Mode = "direct",
+        token: str = "",
+        reason: str = "",
+    ) -> CloseOutcome:
+        """Roll back or complete: remove the state, leave the tombstone (close.lua)."""
+        reply = await self.commands.script(
+            "close",
+            deadline,
+            self._operation_keys(lock_key, operation_id),
+            [kind, mode, token, reason, operation_id, lock_key, self.tomb_ttl_ms, self.lease_ms],
+        )
+        status = reply[0].decode()
+        if status == "closed":
+            raise closed_error(
+                operation_id, reply[1].decode(), "completed" if kind == "complete" else "rolled back"
+            )
+        final = reply[1].decode()
+        assert status in ("done", "replay") and final in ("1", "0", "p"), reply
+        return CloseOutcome(status, final, reply[2] == b"1", reply[3] or None, reply[4] == b"1")
+
+    async def settle(
+        self, lock_key: str, operation_id: str, token: str, decision: Final, deadline: float
+    ) -> tuple[Final, bool]:
+        """Decide who pays a pending rollback's refund (settle.lua): (final, published).
+
+        final "1": the caller may be told to pay; "0": the stream pays (by this decision, or a
+        sweeper's that came first).
+        """
+        reply = await self.commands.script(
+            "settle", deadline, self._outbox_keys(lock_key, operation_id), [token, decision, self.tomb_ttl_ms]
+        )
+        final = reply[0].decode()
+        if final not in ("1", "0"):
+            raise errors.RequestError(protocol.INTERNAL, f"the tombstone of {operation_id} is gone")
+        return final, reply[1] == b"1"
+
+    async def outbox(
+        self, lock_key: str, operation_id: str, mode: Literal["owner", "sweeper"], deadline: float
+    ) -> str | list[bytes]:
+        """outbox.lua: "gone" | "leased" | "published", or the event's flat fields to XADD now."""
+        reply = await self.commands.script(
+            "outbox",
+            deadline,
+            self._outbox_keys(lock_key, operation_id),
+            [mode, self.lease_ms, self.tomb_ttl_ms],
+        )
+        status = reply[0].decode()
+        return list(reply[1:]) if status == "publish" else status
+
+    async def mark_published(self, lock_key: str, operation_id: str, deadline: float) -> None:
+        await self.commands.script(
+            "published", deadline, self._outbox_keys(lock_key, operation_id)[:2], [self.tomb_ttl_ms]
+        )
+
+    async def expire_if_due(self, lock_key: str, operation_id: str, early_ms: int, deadline: float) -> str:
+        """expire.lua: "expired" (now, by this call) | "live" | "gone" | "closed"; "expired-outbox"
+        when the event is left for the daemon to write (Cluster)."""
+        reply = await self.commands.script(
+            "expire",
+            deadline,
+            self._operation_keys(lock_key, operation_id),
+            [operation_id, lock_key, early_ms, self.tomb_ttl_ms, self.lease_ms],
+        )
+        status: str = reply[0].decode()
+        if status == "expired" and reply[1] != b"1":
+            return "expired-outbox"
+        return status
+
+
+STALE_MESSAGES = {
+    "completed_count": "save would lower completed_count: progress never moves backwards",
+    "results": "save would change results already recorded: recorded draws are immutable",
+    "prize_results": "save would change prize_results already recorded: recorded draws are immutable",
+    "errors": "save would change errors already recorded: failed draws are append-only",
+    "total_count": "save would change total_count: an operation's identity is fixed by its first save",
+    "start_time": "save would change start_time: an operation's identity is fixed by its first save",
+    "metadata": "save would change metadata (where the price lives): it is fixed by the first save",
+}
+
+
+def closed_error(operation_id: str, kind: str, attempted: str) -> errors.RequestError:
+    """operation_closed for an operation ended by `kind` (rollback, complete, expire)."""
+    how = {"expire": "expired (its TTL passed)", "rollback": "rolled back", "complete": "completed"}
+    return errors.RequestError(
+        protocol.OPERATION_CLOSED,
+        f"operation {operation_id} was {how.get(kind, f'closed by {kind}')}; it cannot be {attempted}",
+        closed_by=kind,
+    )
+
+
+def unix_ms() -> int:
+    return int(time.time() * 1000)

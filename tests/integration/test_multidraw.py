@@ -18,11 +18,13 @@ import pytest
 
 from drawstate import (
     Client,
+    DrawState,
     DrawStateError,
     MultiDraw,
     OperationClosed,
     Prize,
     VersionConflict,
+    new_operation_id,
 )
 from tests.conftest import wait_until
 from tests.support.daemon import DaemonProcess
@@ -236,11 +238,11 @@ def test_pending_older_than_finds_abandoned_operations_across_lock_keys_in_clien
     long_ago = int(time.time()) - 600
     abandoned = set()
     for i in range(25):  # game processes that died ten minutes ago, one draw in
-        draw = MultiDraw.start(client, f"player:gone{i}", 10, metadata=METADATA)
-        draw.record(i)
-        stale = draw.state
-        stale.start_time = stale.last_update_time = long_ago  # what a save ten minutes ago left
-        client.save(stale, expect_version=draw.version)
+        stale = DrawState(
+            f"player:gone{i}", new_operation_id(), 10, completed_count=1, results=[i],
+            start_time=long_ago, last_update_time=long_ago, metadata=METADATA,
+        )  # fmt: skip
+        client.save(stale, expect_version=0)  # what a save ten minutes ago left
         abandoned.add((stale.lock_key, stale.operation_id))
     live = MultiDraw.start(client, "player:live", 10, metadata=METADATA)
     live.record(SILVER)
@@ -319,7 +321,7 @@ def test_rollback_during_a_redis_outage_is_deferred_survives_a_daemon_kill_and_a
                 draw.record(prize)
             redis_proc.kill()
             refund = draw.rollback("refund during outage")
-        assert refund.cleanup == "deferred"
+        assert (refund.cleanup, refund.final) == ("deferred", False)  # not this caller's to refund
         assert refund.prize_results == [GOLD, SILVER, BRONZE] and refund.metadata == METADATA
         daemons[0].proc.kill()  # SIGKILL: only the journal remembers the rollback
         daemons[0].wait()
@@ -346,7 +348,9 @@ def test_rollback_during_a_redis_outage_is_deferred_survives_a_daemon_kill_and_a
             wait_until(applied, timeout=20)
             assert rdb.exists(f"lottery:closed:{{{lock_key}}}:{operation_id}")
             [event] = _events(client, lock_key)
-            assert event["event"] == "deferred-cleanup" and event["reason"] == "refund during outage"
+            assert (event["event"], event["deferred"]) == ("rollback", True)
+            assert not event["refunded_by_caller"]
+            assert event["reason"] == "refund during outage"  # the stream pays: the caller did not
             assert event["completed_count"] == 3 and len(event["prize_results"]) == 3
             with pytest.raises(OperationClosed):
                 client.save(draw.state)  # the tombstone refuses the refunded operation for good

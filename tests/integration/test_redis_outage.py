@@ -50,10 +50,15 @@ def test_rollback_that_cannot_reach_redis_is_deferred_and_applied_when_it_return
     client.save(state)
     durable_redis.kill()
 
-    result = client.rollback(state, reason="crash refund")
+    result = client.rollback(state, reason="crash refund", token="refund-a")
     assert result.cleanup == "deferred"
+    assert not result.final  # this caller does not refund: the outcome stream will say who does
     assert result.state is not None and result.state.results == [1, 2]  # what the request carried
-    assert client.rollback(state.lock_key, state.operation_id).cleanup == "deferred"
+    again = client.rollback(state.lock_key, state.operation_id, token="refund-a")
+    assert (again.cleanup, again.final) == ("deferred", False)
+    with pytest.raises(OperationClosed) as other:  # another caller: the rollback is taken
+        client.rollback(state.lock_key, state.operation_id, token="refund-b")
+    assert other.value.details["closed_by"] == "rollback"
 
     durable_redis.start()  # the state is still there (AOF) until the daemon deletes it
     assert client.load(state.lock_key, state.operation_id) is None
@@ -64,10 +69,9 @@ def test_rollback_that_cannot_reach_redis_is_deferred_and_applied_when_it_return
     with durable_redis.client() as rdb:
         wait_until(lambda: not rdb.exists(key))
         wait_until(lambda: daemon.call(lambda: len(daemon.server.cleanup)) == 0)
-        events = rdb.xrange("lottery:audit")
-        assert [e[1][b"event"] for e in events] == [b"deferred-cleanup"]
-        assert events[0][1][b"results"] == b"[1,2]"
-        assert events[0][1][b"reason"] == b"crash refund"
+    [event] = client.audit().items
+    assert (event["event"], event["deferred"], event["refunded_by_caller"]) == ("rollback", True, False)
+    assert (event["results"], event["reason"]) == ([1, 2], "crash refund")
     assert client.load(state.lock_key) is None
     with pytest.raises(OperationClosed):
         client.save(state)  # the tombstone now refuses it in Redis itself

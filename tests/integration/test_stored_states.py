@@ -47,12 +47,13 @@ def test_rollback_of_corrupted_state_removes_it_and_audits_the_raw_value(client,
     with pytest.raises(DrawStateCorrupted):
         client.rollback("player:c2", "20260101_000000_0000beef")
     assert not rdb.exists(key)
-    [(_, fields)] = rdb.xrange("lottery:audit")
-    assert fields[b"corrupted_state"] == b"not json at all"
+    [event] = client.audit().items
+    assert event["corrupted_state"] == "not json at all"
+    assert event["refunded_by_caller"] is False  # the caller got an error: the stream pays, by hand
 
 
 def test_state_written_by_another_engine_loads_and_saves_with_every_check(client, new_state, rdb):
-    state = new_state(lock_key="engine:go", completed_count=2, results=[5, 6])
+    state = new_state(lock_key="engine:go", completed_count=2, results=[5, 6], metadata={})
     raw = json.dumps(  # the original engine's field order and no save token
         {
             "lock_key": "engine:go",
@@ -70,7 +71,7 @@ def test_state_written_by_another_engine_loads_and_saves_with_every_check(client
     assert client.load("engine:go").version == 4
     with pytest.raises(StaleState):
         client.save(new_state(lock_key="engine:go", operation_id=state.operation_id, completed_count=3,
-                              results=[5, 7, 8]))  # fmt: skip
+                              results=[5, 7, 8], metadata={}))  # fmt: skip
     state.completed_count, state.results = 3, [5, 6, 7]
     assert client.save(state, expect_version=4).version == 5
 

@@ -79,7 +79,14 @@ def valid_states(draw: st.DrawFn, *, max_items: int = 3) -> dict[str, Any]:
     completed = draw(st.integers(0, total))
     results = draw(st.lists(draw_ints, max_size=min(completed, max_items)))
     prize_results = draw(st.lists(prizes(), max_size=min(completed, max_items)))
-    errors = draw(st.lists(draw_errors(total), max_size=min(total - completed, max_items)))
+    failed = draw(st.integers(0, min(total - completed, max_items)))
+    # Failed draws take rising indexes among the completed + failed draws made.
+    indexes = (
+        sorted(draw(st.sets(st.integers(1, completed + failed), min_size=failed, max_size=failed)))
+        if failed
+        else []
+    )
+    errors = [{**draw(draw_errors(total)), "draw_index": index} for index in indexes]
     start = draw(st.integers(1, INT64_MAX))
     last = draw(st.integers(start, INT64_MAX))
     state: dict[str, Any] = {

@@ -21,8 +21,10 @@ from drawstate.errors import (
     InvalidRequest,
     NotFound,
     OperationClosed,
+    OutcomeUnknown,
     Overloaded,
     RedisUnavailable,
+    SidecarTimeout,
     SidecarUnavailable,
     StaleState,
     VersionConflict,
@@ -44,10 +46,14 @@ WIRE_CODES = [
     ("deadline_exceeded", DeadlineExceeded, True),
     ("overloaded", Overloaded, True),
     ("durability_not_met", DurabilityNotMet, True),
+    ("outcome_unknown", OutcomeUnknown, True),
     ("frame_too_large", FrameTooLarge, False),
     ("internal", InternalError, False),
     ("sidecar_unavailable", SidecarUnavailable, True),
+    ("sidecar_timeout", SidecarTimeout, True),
 ]
+#: Codes the Python client makes itself; they never appear on the wire.
+CLIENT_ONLY = {"sidecar_unavailable", "sidecar_timeout"}
 
 
 @pytest.mark.parametrize(("code", "cls", "retryable"), [pytest.param(*row, id=row[0]) for row in WIRE_CODES])
@@ -75,9 +81,9 @@ def test_protocol_codes_are_the_daemon_codes_and_sidecar_unavailable_is_client_o
         for name, value in vars(protocol).items()
         if name.isupper() and isinstance(value, str) and value in ERROR_CLASSES
     }
-    assert protocol_codes == set(ERROR_CLASSES) - {"sidecar_unavailable"}
+    assert protocol_codes == set(ERROR_CLASSES) - CLIENT_ONLY
     retryable_codes = {code for code, retryable in RETRYABLE.items() if retryable}
-    assert retryable_codes - {"sidecar_unavailable"} == protocol.RETRYABLE_CODES
+    assert retryable_codes - CLIENT_ONLY == protocol.RETRYABLE_CODES
 
 
 def test_error_from_wire_keeps_extra_fields_as_details() -> None:

@@ -14,13 +14,15 @@ from drawstate import (
     DrawError,
     DrawState,
     MultiDraw,
+    OutcomeUnknown,
     Prize,
     RedisUnavailable,
+    SidecarTimeout,
     SidecarUnavailable,
     StaleState,
     VersionConflict,
 )
-from drawstate import multidraw as multidraw_module
+from drawstate import resend as resend_module
 from drawstate.client import SaveResult
 
 GOLD = Prize("gold", "Gold Dragon", 0.1, 500)
@@ -42,8 +44,16 @@ class ScriptedClient:
 
 
 @pytest.fixture(autouse=True)
-def no_backoff(monkeypatch):
-    monkeypatch.setattr(multidraw_module, "_sleep", lambda seconds: None)
+def fake_clock(monkeypatch):
+    """Back-off sleeps advance a fake clock at once, so resending until the deadline takes no time."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(resend_module, "_sleep", sleep)
+    monkeypatch.setattr(resend_module, "_clock", lambda: now[0])
+    return now
 
 
 def _session(client: ScriptedClient, **fields: Any) -> MultiDraw:
@@ -69,13 +79,38 @@ def test_a_retryable_save_failure_is_retried_with_the_same_token_and_expected_ve
     assert session.version == 5 and session.next_draw_index == 2
 
 
-def test_recording_the_same_draw_after_a_failed_save_resends_that_save_with_its_token():
-    attempts = multidraw_module.SAVE_ATTEMPTS
-    client = ScriptedClient(*[RedisUnavailable("down")] * attempts, 5)
+def test_a_save_that_may_have_applied_raises_outcome_unknown_once_the_resend_deadline_passes():
+    client = ScriptedClient(*[RedisUnavailable("down")] * 100)
     session = _session(client)
-    with pytest.raises(RedisUnavailable):
+    with pytest.raises(OutcomeUnknown) as caught:
+        session.record(GOLD)
+    assert isinstance(caught.value.__cause__, RedisUnavailable)
+    assert 3 <= len(client.saves) < 100  # resent while the deadline lasted, then stopped
+    assert len({save["token"] for save in client.saves}) == 1
+    assert session.next_draw_index == 1 and session.version == 4  # in doubt: not counted as recorded
+
+
+def test_a_save_that_never_reached_the_daemon_raises_its_own_error_not_outcome_unknown():
+    client = ScriptedClient(*[SidecarUnavailable("no socket")] * 100)
+    session = _session(client)
+    with pytest.raises(SidecarUnavailable) as caught:
+        session.record(GOLD)
+    assert not isinstance(caught.value, OutcomeUnknown)
+
+
+def test_one_lost_reply_among_refused_attempts_still_makes_the_outcome_unknown():
+    client = ScriptedClient(SidecarTimeout("no reply"), *[SidecarUnavailable("restarting")] * 100)
+    with pytest.raises(OutcomeUnknown):
+        _session(client).record(GOLD)
+
+
+def test_recording_the_same_draw_after_a_failed_save_resends_that_save_with_its_token():
+    client = ScriptedClient(*[RedisUnavailable("down")] * 100)
+    session = _session(client)
+    with pytest.raises(OutcomeUnknown):
         session.record(GOLD)
     assert session.next_draw_index == 1 and session.version == 4  # not recorded
+    client.outcomes = [5]
     session.record(GOLD)  # the same draw again: it may have been applied, so the same save
     first, last = client.saves[0], client.saves[-1]
     assert last["token"] == first["token"] and last["state"] == first["state"]
@@ -83,10 +118,11 @@ def test_recording_the_same_draw_after_a_failed_save_resends_that_save_with_its_
 
 
 def test_a_different_draw_after_a_failed_save_gets_a_new_token():
-    client = ScriptedClient(*[RedisUnavailable("down")] * multidraw_module.SAVE_ATTEMPTS, 5)
+    client = ScriptedClient(*[RedisUnavailable("down")] * 100)
     session = _session(client)
-    with pytest.raises(RedisUnavailable):
+    with pytest.raises(OutcomeUnknown):
         session.record(GOLD)
+    client.outcomes = [5]
     session.record(7)
     assert client.saves[-1]["token"] != client.saves[0]["token"]
 

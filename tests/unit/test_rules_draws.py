@@ -162,7 +162,29 @@ def test_prize_error_path_names_the_offending_index() -> None:
     ],
 )
 def test_draw_error_accepted(item: dict[str, Any]) -> None:
-    check_state(minimal_state(total_count=10, errors=[item]))
+    # Draws before the failed one were granted: completed_count covers them.
+    check_state(minimal_state(total_count=10, completed_count=item["draw_index"] - 1, errors=[item]))
+
+
+@pytest.mark.parametrize(
+    ("completed", "indexes", "path"),
+    [
+        pytest.param(0, [1, 1], "errors[1].draw_index", id="same-index-twice"),
+        pytest.param(1, [2, 1], "errors[1].draw_index", id="indexes-fall"),
+        pytest.param(0, [2], "errors[0].draw_index", id="past-the-draws-made"),
+        pytest.param(2, [1, 5], "errors[1].draw_index", id="second-past-the-draws-made"),
+    ],
+)
+def test_failed_draw_indexes_rise_within_the_draws_made_so_none_is_also_granted(
+    completed: int, indexes: list[int], path: str
+) -> None:
+    errors = [draw_error(draw_index=index) for index in indexes]
+    assert_rejected(minimal_state(total_count=10, completed_count=completed, errors=errors), path)
+
+
+def test_failed_draws_between_granted_ones_are_accepted() -> None:
+    errors = [draw_error(draw_index=2), draw_error(draw_index=5)]
+    check_state(minimal_state(total_count=10, completed_count=4, errors=errors))
 
 
 @pytest.mark.parametrize(
@@ -171,6 +193,7 @@ def test_draw_error_accepted(item: dict[str, Any]) -> None:
         pytest.param(draw_error(draw_index=0), "errors[0].draw_index", id="draw-index-0"),
         pytest.param(draw_error(draw_index=-1), "errors[0].draw_index", id="draw-index-negative"),
         pytest.param(draw_error(draw_index=11), "errors[0].draw_index", id="draw-index-past-total"),
+        pytest.param(draw_error(draw_index=2), "errors[0].draw_index", id="draw-index-past-draws-made"),
         pytest.param(draw_error(draw_index=True), "errors[0].draw_index", id="draw-index-bool"),
         pytest.param(draw_error(draw_index=1.0), "errors[0].draw_index", id="draw-index-float"),
         pytest.param(draw_error(error_message=None), "errors[0].error_message", id="message-none"),

@@ -1,34 +1,77 @@
--- close: roll back or complete an operation; remove its state, leave a tombstone.
+-- close: roll back or complete an operation: remove its state, leave a tombstone, record the outcome.
 -- KEYS[1] state   {prefix}:state:{<lock_key>}:<operation_id>
 -- KEYS[2] index   {prefix}:ops:{<lock_key>}
--- KEYS[3] closed  {prefix}:closed:{<lock_key>}:<operation_id>
--- ARGV[1] kind    "rollback" | "complete"
--- ARGV[2] ttl_ms  tombstone lifetime
--- ARGV[3] operation_id
--- Returns {"done", removed_json_or_""} | {"replay", body} | {"closed", other_kind}
+-- KEYS[3] tomb    {prefix}:closed:{<lock_key>}:<operation_id>
+-- KEYS[4] marker  {prefix}:outbox:{<lock_key>}:<operation_id>
+-- KEYS[5] stream  {prefix}:audit (only where it shares this node: not on Cluster)
+-- ARGV: see the named locals below.
+-- Returns {"done", final, existed, removed_state_or_"", published}
+--       | {"replay", final, existed, removed_state_or_"", published}
+--       | {"closed", kind}
 --
--- The tombstone holds "<kind>\n<body>": for a rollback the removed state (so a
--- retried rollback returns the same refund), for a complete "1" if a state
--- existed. A late save meets the tombstone and is refused.
+-- A rollback names its caller with a token. Who pays the refund is decided once ("final" in the
+-- tombstone, outcome.lua): a rollback the daemon answers directly starts "p" (pending), and the
+-- daemon confirms it (settle.lua) before it tells its caller "final: true"; a deferred rollback,
+-- which its caller was told not to refund, is written "0" here, or turns a pending "p" into "0" if
+-- an earlier attempt of the same token had reached Redis after all. A repeat of the same token
+-- gets the tombstone's answer again; any other token finds the operation closed by "rollback".
 
-local tomb = redis.call('GET', KEYS[3])
-if tomb then
-  local newline = string.find(tomb, '\n', 1, true) or (#tomb + 1)
-  local kind = string.sub(tomb, 1, newline - 1)
-  if kind ~= ARGV[1] then
-    return {'closed', kind}
+--- @include outcome
+
+local kind = ARGV[1]            -- "rollback" | "complete"
+local mode = ARGV[2]            -- "direct" (a caller waits) | "deferred" (applying a deferred rollback)
+local token = ARGV[3]           -- the rollback's token ("" for complete)
+local reason = ARGV[4]
+local operation_id = ARGV[5]
+local lock_key = ARGV[6]
+local tomb_ttl_ms = tonumber(ARGV[7])
+local lease_ms = tonumber(ARGV[8])
+
+local k = op_keys()
+local now = now_ms()
+
+local closed_kind = tomb_kind(k.tomb)
+if closed_kind then
+  if closed_kind ~= kind then
+    return {'closed', closed_kind}
   end
-  return {'replay', string.sub(tomb, newline + 1)}
+  if redis.call('TYPE', k.tomb)['ok'] == 'string' then
+    -- An earlier version's tombstone: "<kind>\n<body>", its event already written by that version.
+    local body = string.match(redis.call('GET', k.tomb), '^[^\n]*\n(.*)$') or ''
+    if kind == 'complete' then
+      return {'replay', '0', body == '1' and '1' or '0', '', '1'}
+    end
+    return {'replay', '1', body ~= '' and '1' or '0', body, '1'}
+  end
+  local t = tomb_fields(k.tomb)
+  if kind == 'rollback' and t['token'] ~= token then
+    return {'closed', 'rollback'}
+  end
+  if mode == 'deferred' and t['final'] == 'p' then
+    -- This token's caller was told "deferred": nobody was told to refund, so the stream pays.
+    redis.call('HSET', k.tomb, 'final', '0', 'deferred', '1')
+    t['final'] = '0'
+  end
+  local published = publish(k.tomb, k.marker, k.stream, tomb_ttl_ms)
+  return {'replay', t['final'], t['existed'], t['state'], published}
 end
 
-local state = redis.call('GET', KEYS[1])
+local state = redis.call('GET', k.state)
 if state then
-  redis.call('DEL', KEYS[1])
+  local expires = expires_at(state)
+  if expires and expires <= now then
+    expire_now(k, state, lock_key, operation_id, lease_ms, tomb_ttl_ms, now)
+    return {'closed', 'expire'}
+  end
 end
-redis.call('ZREM', KEYS[2], ARGV[3])
-local body = state or ''
-if ARGV[1] == 'complete' and state then
-  body = '1'
+
+local final = '0'
+if kind == 'rollback' and mode == 'direct' then
+  final = 'p'
 end
-redis.call('SET', KEYS[3], ARGV[1] .. '\n' .. body, 'PX', ARGV[2])
-return {'done', state or ''}
+local published = end_operation(k, state, {
+  kind = kind, token = token, reason = reason, final = final,
+  deferred = mode == 'deferred' and '1' or '0',
+  lock_key = lock_key, operation_id = operation_id,
+}, lease_ms, tomb_ttl_ms, now)
+return {'done', final, state and '1' or '0', state or '', published}

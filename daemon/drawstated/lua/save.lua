@@ -1,26 +1,40 @@
 -- save: write one DrawState, atomically, after the contract's checks in order.
 -- KEYS[1] state   {prefix}:state:{<lock_key>}:<operation_id>
 -- KEYS[2] index   {prefix}:ops:{<lock_key>}
--- KEYS[3] closed  {prefix}:closed:{<lock_key>}:<operation_id>
--- ARGV[1] head    canonical state JSON without version, token and closing brace
--- ARGV[2] token   [A-Za-z0-9_-]{1,64}; equal to the stored one means a replay
--- ARGV[3] expect  expected stored version, "" when not given ("0" = create only)
--- ARGV[4] ttl_ms  state and tombstone lifetime; the index is extended to it, never shortened
--- ARGV[5] now_ms  index score (last save time; bumped past the top score so the newest wins)
--- ARGV[6] operation_id
--- ARGV[7] completed_count of the new state
+-- KEYS[3] tomb    {prefix}:closed:{<lock_key>}:<operation_id>
+-- KEYS[4] marker  {prefix}:outbox:{<lock_key>}:<operation_id>
+-- KEYS[5] stream  {prefix}:audit (only where it shares this node: not on Cluster)
+-- ARGV: see the named locals below.
 -- Returns {"ok", version} | {"replay", version} | {"closed", kind} | {"conflict", stored_version}
 --       | {"stale", field} | {"corrupt", why}
 --
--- States this script wrote end in ',"version":N,"_token":"T"}' and keep the
--- daemon's canonical field order, so the checks read them with string
--- matching, in C, without decoding JSON. A state written by another engine
--- is decoded with cjson instead (the slow path), and so is a new state whose
--- recorded draws do not match the stored text byte for byte.
+-- States this script wrote end in ',"version":N,"_token":"T","_expires":E}' and keep the
+-- daemon's canonical field order, so the checks read them with string matching, in C, without
+-- decoding JSON. A state written otherwise (an earlier version, another engine) is decoded with
+-- cjson instead (the slow path), and so is a new state whose recorded draws or identity do not
+-- match the stored text byte for byte.
+--
+-- A state past its logical expiry ("_expires", Redis time) is expired here and now, as the
+-- sweeper would (outcome.lua), and the save is refused with closed_by "expire".
 
-local tomb = redis.call('GET', KEYS[3])
-if tomb then
-  return {'closed', string.match(tomb, '^[^\n]*')}
+--- @include outcome
+
+local operation_id = ARGV[1]
+local lock_key = ARGV[2]
+local head = ARGV[3]            -- canonical state JSON without version, token, expiry, closing brace
+local token = ARGV[4]           -- [A-Za-z0-9_-]{1,64}; equal to the stored one means a replay
+local expect = ARGV[5]          -- expected stored version, "" when not given ("0" = create only)
+local completed_count = tonumber(ARGV[6])
+local ttl_ms = tonumber(ARGV[7])        -- logical lifetime: the operation expires this long after the save
+local grace_ms = tonumber(ARGV[8])      -- the key outlives its logical expiry this long, for the sweeper
+local tomb_ttl_ms = tonumber(ARGV[9])   -- tombstone lifetime once its event is published
+local lease_ms = tonumber(ARGV[10])     -- how long the daemon that ends an operation owns publishing it
+
+local k = op_keys()
+
+local closed_kind = tomb_kind(k.tomb)
+if closed_kind then
+  return {'closed', closed_kind}
 end
 
 local LIST_ENDS = {'],"prize_results":', '],"errors":', '],"start_time":'}
@@ -61,10 +75,30 @@ local function extends(old, new)
   return after == '' or after == ','
 end
 
+-- The identity of a canonical head: total_count, start_time and the metadata text (the last field).
+local function identity(doc)
+  return {
+    total_count = string.match(doc, '"total_count":(%d+)'),
+    start_time = string.match(doc, '"start_time":(%d+)'),
+    metadata = string.match(doc, '"last_update_time":%d+(.*)$'),
+  }
+end
+
 local function same_prize(a, b)
-  return type(b) == 'table' and a['id'] == b['id'] and a['name'] == b['name']
+  return type(a) == 'table' and type(b) == 'table' and a['id'] == b['id'] and a['name'] == b['name']
     and a['probability'] == b['probability'] and a['value'] == b['value']
 end
+
+local function same_error(a, b)
+  return type(a) == 'table' and type(b) == 'table' and a['draw_index'] == b['draw_index']
+    and a['error_message'] == b['error_message'] and a['timestamp'] == b['timestamp']
+end
+
+local function equal(a, b)
+  return a == b
+end
+
+local SAME = { results = equal, prize_results = same_prize, errors = same_error }
 
 -- Slow path: compare decoded lists element by element.
 local function decoded_extends(old_list, new_list, same)
@@ -80,18 +114,40 @@ local function decoded_extends(old_list, new_list, same)
   return true
 end
 
-local function equal(a, b)
-  return a == b
+local function as_map(value)
+  return type(value) == 'table' and value or {}
 end
 
-local stored_raw = redis.call('GET', KEYS[1])
-local stored_version, stored_token, stored_completed, stored = 0, nil, 0, nil
+local function same_map(a, b)
+  a, b = as_map(a), as_map(b)
+  for key, value in pairs(a) do
+    if b[key] ~= value then
+      return false
+    end
+  end
+  for key in pairs(b) do
+    if a[key] == nil then
+      return false
+    end
+  end
+  return true
+end
+
+local now = now_ms()
+local stored_raw = redis.call('GET', k.state)
+local stored_version, stored_token, stored_completed, stored, stored_head = 0, nil, 0, nil, nil
 if stored_raw then
-  -- The tail is at most ~110 bytes; matching only there keeps a 512 KiB state cheap.
-  local version, token = string.match(string.sub(stored_raw, -128), ',"version":(%d+),"_token":"([%w_%-]*)"}$')
+  -- The tail is at most ~150 bytes; matching only there keeps a 512 KiB state cheap.
+  local tail_at, _, version, stored_tok, expires = string.find(string.sub(stored_raw, -192),
+    ',"version":(%d+),"_token":"([%w_%-]*)","_expires":(%d+)}$')
   if version then
-    stored_version, stored_token = tonumber(version), token
+    stored_version, stored_token = tonumber(version), stored_tok
+    stored_head = string.sub(stored_raw, 1, #stored_raw - (math.min(#stored_raw, 192) - tail_at + 1))
     stored_completed = tonumber(string.match(stored_raw, '"completed_count":(%d+)')) or 0
+    if tonumber(expires) <= now then
+      expire_now(k, stored_raw, lock_key, operation_id, lease_ms, tomb_ttl_ms, now)
+      return {'closed', 'expire'}
+    end
   else
     local ok, decoded = pcall(cjson.decode, stored_raw)
     if not ok or type(decoded) ~= 'table' then
@@ -101,30 +157,47 @@ if stored_raw then
     stored_version = tonumber(stored['version']) or 0
     stored_token = stored['_token']
     stored_completed = tonumber(stored['completed_count']) or 0
+    local expires_slow = tonumber(stored['_expires'])
+    if expires_slow and expires_slow <= now then
+      expire_now(k, stored_raw, lock_key, operation_id, lease_ms, tomb_ttl_ms, now)
+      return {'closed', 'expire'}
+    end
   end
-  if stored_token == ARGV[2] then
+  if stored_token == token then
     return {'replay', stored_version}
   end
 end
 
-if ARGV[3] ~= '' then
-  local expect = tonumber(ARGV[3])
-  if (stored_raw == nil and expect ~= 0) or (stored_raw ~= nil and expect ~= stored_version) then
+if expect ~= '' then
+  local expected = tonumber(expect)
+  if (stored_raw == nil and expected ~= 0) or (stored_raw ~= nil and expected ~= stored_version) then
     return {'conflict', stored_version}
   end
 end
 
 if stored_raw then
-  if tonumber(ARGV[7]) < stored_completed then
+  if completed_count < stored_completed then
     return {'stale', 'completed_count'}
   end
-  -- Recorded draws are immutable: the stored lists must be prefixes of the new ones.
-  for _, field in ipairs({'results', 'prize_results'}) do
-    if stored ~= nil or not extends(list_text(stored_raw, field), list_text(ARGV[1], field)) then
+  local new = nil
+  -- The identity of an operation is fixed by its first save: the price lives in it.
+  local old_id, new_id = stored_head and identity(stored_head), identity(head)
+  for _, field in ipairs({'total_count', 'start_time', 'metadata'}) do
+    if old_id == nil or old_id[field] ~= new_id[field] then
       stored = stored or cjson.decode(stored_raw)
-      local new = cjson.decode(ARGV[1] .. '}')
-      local same = field == 'results' and equal or same_prize
-      if not decoded_extends(stored[field], new[field], same) then
+      new = new or cjson.decode(head .. '}')
+      local same = field == 'metadata' and same_map or equal
+      if not same(stored[field], new[field]) then
+        return {'stale', field}
+      end
+    end
+  end
+  -- Recorded draws, delivered or failed, are immutable: the stored lists must be prefixes of the new ones.
+  for _, field in ipairs({'results', 'prize_results', 'errors'}) do
+    if stored ~= nil or not extends(list_text(stored_raw, field), list_text(head, field)) then
+      stored = stored or cjson.decode(stored_raw)
+      new = new or cjson.decode(head .. '}')
+      if not decoded_extends(stored[field], new[field], SAME[field]) then
         return {'stale', field}
       end
     end
@@ -132,21 +205,22 @@ if stored_raw then
 end
 
 local version = stored_version + 1
-local ttl_ms = tonumber(ARGV[4])
-redis.call('SET', KEYS[1],
-  ARGV[1] .. ',"version":' .. string.format('%d', version) .. ',"_token":"' .. ARGV[2] .. '"}',
-  'PX', ttl_ms)
+local key_ttl_ms = ttl_ms + grace_ms
+redis.call('SET', k.state,
+  head .. ',"version":' .. string.format('%d', version) .. ',"_token":"' .. token
+    .. '","_expires":' .. string.format('%d', now + ttl_ms) .. '}',
+  'PX', key_ttl_ms)
 -- The newest save must score highest even within one millisecond (load picks the top).
-local score = tonumber(ARGV[5])
-local top = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local score = now
+local top = redis.call('ZREVRANGE', k.index, 0, 0, 'WITHSCORES')
 if top[2] and tonumber(top[2]) >= score then
   score = tonumber(top[2])
-  if top[1] ~= ARGV[6] then
+  if top[1] ~= operation_id then
     score = score + 1
   end
 end
-redis.call('ZADD', KEYS[2], score, ARGV[6])
-if redis.call('PTTL', KEYS[2]) < ttl_ms then
-  redis.call('PEXPIRE', KEYS[2], ttl_ms)
+redis.call('ZADD', k.index, score, operation_id)
+if redis.call('PTTL', k.index) < key_ttl_ms then
+  redis.call('PEXPIRE', k.index, key_ttl_ms)
 end
 return {'ok', version}

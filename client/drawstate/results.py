@@ -1,0 +1,132 @@
+"""What the client's calls return: frozen records, so a result can be kept and shared safely."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from drawstate.model import DrawState, Prize
+
+__all__ = ["AuditPage", "OutcomeEvent", "PendingItem", "PendingPage", "RollbackResult", "SaveResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    version: int
+    ttl_s: int
+    #: Replicas that acknowledged the write (only for durability "replicated").
+    replicas: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackResult:
+    """What a rollback did, and who pays the refund.
+
+    `final` True: this caller rolled the operation back and pays the refund, computed from
+    `state` (the state removed from Redis; None when nothing was stored). `final` False: this
+    caller must not refund: the rollback is `cleanup == "deferred"` (Redis was unreachable; it
+    is journaled and applied later) or was decided for the outcome stream, whose event pays it.
+    """
+
+    state: DrawState | None
+    cleanup: str
+    final: bool = False
+    #: A state was stored, and this rollback removed it.
+    existed: bool = False
+    #: The token this rollback went out with: resend with it to get the same answer.
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingItem:
+    lock_key: str
+    operation_id: str
+    completed_count: int
+    total_count: int
+    version: int
+    last_update_time: int
+    age_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPage:
+    items: list[PendingItem]
+    #: Pass back to get the next page; None when the listing is done.
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    #: Events as maps: id, event, lock_key, operation_id, time, reason, counts, results granted.
+    items: list[dict[str, Any]]
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeEvent:
+    """How one operation ended (or a note about it), as the outcome stream records it.
+
+    `event` is "complete", "rollback" or "expire" (terminal: each operation has exactly one,
+    possibly delivered twice, identical but for `id`), or "rollback-superseded" (a deferred
+    rollback that found the operation ended another way: nothing to pay). A refund worker pays
+    `rollback` events with `refunded_by_caller` False, and `expire` events, keyed by `operation_id`.
+    """
+
+    id: str
+    event: str
+    lock_key: str
+    operation_id: str
+    time: int
+    reason: str = ""
+    existed: bool = False
+    refunded_by_caller: bool = False
+    deferred: bool = False
+    closed_by: str | None = None
+    completed_count: int = 0
+    total_count: int = 0
+    #: Draw indexes (1-based) that failed: granted nothing, refunded.
+    failed_draws: tuple[int, ...] = ()
+    results: tuple[int, ...] = ()
+    prize_results: tuple[Prize, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+    #: The raw text of a state that could not be read (a manual refund needs it), else None.
+    corrupted_state: str | None = None
+
+    TERMINAL: ClassVar[frozenset[str]] = frozenset({"complete", "rollback", "expire"})
+
+    @classmethod
+    def from_wire(cls, item: Mapping[str, Any]) -> OutcomeEvent:
+        return cls(
+            id=str(item["id"]),
+            event=str(item["event"]),
+            lock_key=str(item.get("lock_key", "")),
+            operation_id=str(item.get("operation_id", "")),
+            time=int(item.get("time", 0)),
+            reason=str(item.get("reason", "")),
+            existed=bool(item.get("existed", False)),
+            refunded_by_caller=bool(item.get("refunded_by_caller", False)),
+            deferred=bool(item.get("deferred", False)),
+            closed_by=item.get("closed_by"),
+            completed_count=int(item.get("completed_count", 0)),
+            total_count=int(item.get("total_count", 0)),
+            failed_draws=tuple(item.get("failed_draws") or ()),
+            results=tuple(item.get("results") or ()),
+            prize_results=tuple(Prize(**prize) for prize in item.get("prize_results") or ()),
+            metadata=dict(item.get("metadata") or {}),
+            corrupted_state=item.get("corrupted_state"),
+        )
+
+    @property
+    def terminal(self) -> bool:
+        return self.event in self.TERMINAL
+
+    @property
+    def refund_owed(self) -> bool:
+        """Whether a refund worker pays this one: an expiry, or a rollback no caller was told to refund."""
+        return self.event == "expire" or (self.event == "rollback" and not self.refunded_by_caller)
+
+    @property
+    def ungranted_count(self) -> int:
+        """Draws paid for that granted nothing (failed or never made): what a refund covers."""
+        return max(0, self.total_count - self.completed_count)
