@@ -59,13 +59,18 @@ def serve(**values: Any) -> None:
 
 def _serve_config(values: dict[str, Any]) -> Config:
     try:
-        return config_from_options(values)
+        config = config_from_options(values)
     except ValueError as exc:
         raise BadConfig(f"bad configuration: {exc}") from exc
     except OSError as exc:  # the password file is the only file read here
         raise PasswordFileUnreadable(
             f"cannot read the Redis password file ${PASSWORD_FILE_ENV} names ({exc.filename}): {exc.strerror}"
         ) from exc
+    try:
+        config.redis_ssl_context()  # read the TLS files now: a missing one is a bad config, not a traceback
+    except OSError as exc:  # ssl.SSLError included
+        raise BadConfig(f"cannot load the Redis TLS files: {exc}") from exc
+    return config
 
 
 def _startup_failed(exc: StartupError) -> NoReturn:

@@ -137,6 +137,15 @@ def test_a_bad_configuration_is_one_line_and_its_own_exit_code(sock_dir):
     assert not (sock_dir / "data").exists()  # refused before it touched anything
 
 
+def test_a_missing_tls_file_is_a_bad_configuration_not_a_traceback(sock_dir):
+    result = serve_once(
+        "--socket", str(sock_dir / "d.sock"), "--data-dir", str(sock_dir / "data"),
+        "--redis-url", "rediss://127.0.0.1:6380/0", "--redis-tls-ca", str(sock_dir / "no-ca.pem"),
+    )  # fmt: skip
+    assert result.returncode == EXIT_BAD_CONFIG
+    assert "TLS" in one_line(result.stderr)
+
+
 def test_an_unreadable_password_file_is_one_line_and_its_own_exit_code(sock_dir):
     missing = sock_dir / "no-such-secret"
     result = serve_once(
