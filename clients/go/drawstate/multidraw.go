@@ -165,7 +165,10 @@ func (m *MultiDraw) RecordPrize(ctx context.Context, prize Prize) (int, error) {
 
 // RecordFailure saves a failed draw: it counts against TotalCount and grants nothing.
 func (m *MultiDraw) RecordFailure(ctx context.Context, cause error) (int, error) {
-	message := fmt.Sprintf("%T: %v", cause, cause)
+	message := "draw failed"
+	if cause != nil {
+		message = cause.Error()
+	}
 	if runes := []rune(message); len(runes) > MaxErrorMessageChars {
 		message = string(runes[:MaxErrorMessageChars])
 	}

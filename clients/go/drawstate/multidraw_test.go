@@ -44,6 +44,7 @@ func TestMultiDrawRecordsEachDrawAndCompletes(t *testing.T) {
 	final, err := draw.Complete(ctx, false)
 	must(t, err)
 	if final.CompletedCount != 3 || len(final.Errors) != 1 || final.Errors[0].DrawIndex != 3 ||
+		final.Errors[0].ErrorMessage != "inventory timed out" ||
 		!reflect.DeepEqual(final.Metadata, metadata) || draw.Closed() != "complete" {
 		t.Errorf("final %+v", final)
 	}
