@@ -16,6 +16,14 @@ granted and gets the price of the draws never made back.
 `--seed` makes every draw reproducible (draw i uses its own RNG seeded with
 "<seed>:<i>"), so a crashed-and-resumed 10-pull grants exactly what an
 uninterrupted one would. Without it the draws are random.
+
+The rule that keeps grants exact: a draw is granted only once `record` has
+returned, and every grant is idempotent, keyed by (operation id, draw index),
+so on resume every result already in the state can be granted again safely (a
+crash may have come between a save and its grant). When `record` cannot tell
+whether a save landed (OutcomeUnknown), nothing is granted; `--resume` settles it.
+A rollback refunds here only when it is final; otherwise the refund worker
+(examples/refund_worker.py) pays it from the outcome stream.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from drawstate import (
     DrawStateError,
     MultiDraw,
     OperationClosed,
+    OutcomeUnknown,
     Prize,
     VersionConflict,
 )
@@ -68,6 +77,11 @@ def print_completed(final: DrawState) -> None:
     print(f"completed: granted {final.completed_count} of {final.total_count} draws: {granted}")
 
 
+def grant(operation_id: str, draw_index: int, prize: Prize) -> None:
+    """Hand the prize to the player. In a real game: idempotent, keyed by (operation_id, draw_index),
+    e.g. an INSERT that a unique key turns into a no-op the second time."""
+
+
 def draw_the_rest(draw: MultiDraw, args: argparse.Namespace) -> None:
     """Draw, record, then grant, until every draw of the operation is made."""
     while not draw.finished:
@@ -81,6 +95,7 @@ def draw_the_rest(draw: MultiDraw, args: argparse.Namespace) -> None:
             print(f"  draw {index:>2}/{draw.total_count}: failed ({exc})")
         else:
             draw.record(prize)  # saved: now it is safe to grant
+            grant(draw.operation_id, index, prize)
             print(f"  draw {index:>2}/{draw.total_count}: {prize.name} ({prize.id}, value {prize.value})")
         if index == args.crash_after:
             print(f"  crashing: SIGKILL after draw {index}")
@@ -103,6 +118,14 @@ def new_pull(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def granted_draws(state: DrawState) -> list[tuple[int, Prize]]:
+    """(draw index, prize) of every granted draw: the indexes no failed draw holds, in order."""
+    failed = {error.draw_index for error in state.errors}
+    drawn = state.completed_count + len(state.errors)
+    indexes = [index for index in range(1, drawn + 1) if index not in failed]
+    return list(zip(indexes, state.prize_results, strict=False))
+
+
 def resume(client: Client, args: argparse.Namespace) -> int:
     draw = MultiDraw.resume(client, f"player:{args.player}", ttl_s=args.ttl)
     if draw is None:
@@ -112,7 +135,10 @@ def resume(client: Client, args: argparse.Namespace) -> int:
         f"player {args.player}: resuming operation {draw.operation_id} "
         f"at draw {draw.next_draw_index}/{draw.total_count}"
     )
-    print(f"  kept from before the crash: {summary(draw.state.prize_results)}")
+    kept = draw.state
+    for index, prize in granted_draws(kept):  # owed to the player; granting twice is a no-op
+        grant(kept.operation_id, index, prize)
+    print(f"  kept from before the crash: {summary(kept.prize_results)}")
     with draw:
         draw_the_rest(draw, args)
         final = draw.complete()
@@ -132,7 +158,10 @@ def rollback(client: Client, args: argparse.Namespace) -> int:
     print(f"player {args.player}: rolled back operation {draw.operation_id} (cleanup {refund.cleanup})")
     granted = summary(refund.prize_results)
     print(f"  granted before the crash: {refund.granted_count} of {total} draws: {granted}")
-    print(f"  refunded: {refund.ungranted_count} of {total} draws = {gems} of {price} gems")
+    if refund.final:
+        print(f"  refunded: {refund.ungranted_count} of {total} draws = {gems} of {price} gems")
+    else:  # Redis was unreachable: the refund worker pays it from the outcome stream once applied
+        print(f"  refund pending: the outcome stream carries it (about {gems} of {price} gems)")
     return 0
 
 
@@ -165,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.rollback:
                 return rollback(client, args)
             return new_pull(client, args)
+        except OutcomeUnknown as exc:
+            print(
+                f"player {args.player}: a save is in doubt ({exc.code}); nothing granted for it: run --resume"
+            )
+            return 2
         except (VersionConflict, OperationClosed) as exc:
             print(f"player {args.player}: another process has this operation ({exc.code}); stopping")
             return EXIT_LOST

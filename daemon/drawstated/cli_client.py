@@ -1,4 +1,4 @@
-"""The `drawstate` commands that talk to a running daemon: ping, load, pending, rollback, stats, audit.
+"""The `drawstate` commands that talk to a running daemon: ping, load, pending, rollback, stats, audit, ...
 
 Each is a thin wrapper over the blocking Client: click parses, the Client
 calls, and the output is for people by default, `--json` for scripts. The
@@ -8,7 +8,9 @@ command group and `serve` live in cli.py, which registers these commands.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import socket
 import sys
 import time
 from collections import Counter
@@ -142,16 +144,45 @@ def pending(
 @timeout_option
 @click.argument("lock_key")
 @click.argument("operation_id")
-@click.option("--reason", default="manual rollback", help="Recorded in the audit trail.")
-def rollback(socket_path: Path | None, timeout: float, lock_key: str, operation_id: str, reason: str) -> None:
-    """Roll an operation back and print what it had granted (for the refund)."""
+@click.option("--reason", default="manual rollback", help="Recorded with the outcome event.")
+@click.option(
+    "--token",
+    help="This rollback's token; resend with the one printed to get the same answer. [default: a new one]",
+)
+def rollback(
+    socket_path: Path | None, timeout: float, lock_key: str, operation_id: str, reason: str, token: str | None
+) -> None:
+    """Roll an operation back; print what it had granted and who pays the refund.
+
+    Exit 0 when rolled back (or deferred: Redis unreachable, the refund comes from the outcome
+    stream), 1 when nothing was stored under that id (a typo, or gone already).
+    """
     try:
         with _client(socket_path, timeout) as client:
-            result = client.rollback(lock_key, operation_id, reason=reason)
+            result = client.rollback(lock_key, operation_id, reason=reason, token=token)
     except DrawStateError as exc:
         _fail(exc)
         return
-    _print_json({"cleanup": result.cleanup, "state": result.state.to_dict() if result.state else None})
+    _print_json(
+        {
+            "cleanup": result.cleanup,
+            "final": result.final,
+            "existed": result.existed,
+            "token": result.token,
+            "state": result.state.to_dict() if result.state else None,
+        }
+    )
+    if result.cleanup == "deferred":
+        click.echo("refund pending: deferred until Redis is back; the outcome stream will carry it", err=True)
+    elif not result.existed:
+        click.echo(
+            f"nothing stored for {lock_key} {operation_id}: nothing rolled back, nothing to refund", err=True
+        )
+        sys.exit(EXIT_NONE)
+    elif result.final:
+        click.echo("rolled back: refund now, from the state above", err=True)
+    else:
+        click.echo("rolled back: the refund is owed through the outcome stream, not here", err=True)
 
 
 @click.command()
@@ -215,7 +246,7 @@ def describe_event(event: dict[str, Any]) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(event.get("time", 0)))
     kind, lock_key, operation_id = (event.get(k, "?") for k in ("event", "lock_key", "operation_id"))
     head = f"{when}  {kind:<16} {lock_key}  {operation_id}"
-    if "corrupted_state" in event:
+    if event.get("corrupted_state"):
         body = "state unreadable (raw value kept in the event)"
     elif not event.get("existed"):
         body = "no state (already gone)"
@@ -227,6 +258,12 @@ def describe_event(event: dict[str, Any]) -> str:
         prizes = Counter(str(p.get("id", "?")) for p in event.get("prize_results") or ())
         granted += [f"{prize} x{count}" for prize, count in prizes.items()]
         body += f"  granted: {', '.join(granted) if granted else 'nothing'}"
+    if event.get("event") == "rollback-superseded":
+        body = (
+            f"deferred rollback found it already closed by {event.get('closed_by', '?')}: nothing to refund"
+        )
+    elif event.get("event") in ("rollback", "expire") and event.get("existed"):
+        body += "  refund: " + ("paid by the caller" if event.get("refunded_by_caller") else "owed (stream)")
     reason = event.get("reason")
     return f"{head}  {body}" + (f"  reason: {reason!r}" if reason else "")
 
@@ -261,4 +298,68 @@ def audit(
         click.echo(describe_event(event))
 
 
-COMMANDS = (ping, load, pending, rollback, stats, audit)
+@click.command()
+@socket_option
+@timeout_option
+@click.option(
+    "--group", required=True, help="Consumer group (created at its first read, from the oldest event)."
+)
+@click.option(
+    "--consumer",
+    default=lambda: f"cli-{socket.gethostname()}-{os.getpid()}",
+    show_default="cli-<host>-<pid>",
+    help="Consumer name within the group.",
+)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, help="Events per read.")
+@click.option("--follow", is_flag=True, help="Keep waiting for new events (Ctrl-C stops).")
+@click.option("--ack", "acknowledge", is_flag=True, help="Acknowledge each event once printed.")
+@click.option(
+    "--claim-idle",
+    "claim_idle_ms",
+    type=click.IntRange(1),
+    help="Also take over events other consumers left unacknowledged this many ms.",
+)
+@json_option
+def outcomes(
+    socket_path: Path | None,
+    timeout: float,
+    group: str,
+    consumer: str,
+    limit: int,
+    follow: bool,
+    acknowledge: bool,
+    claim_idle_ms: int | None,
+    as_json: bool,
+) -> None:
+    """Read outcome events through a consumer group, as a refund worker does.
+
+    Without --ack the events stay pending for this consumer (a refund worker of the same group
+    can claim them); with --ack they are done for the group. --json prints one JSON object a line.
+    """
+    if follow and not acknowledge:
+        # Unacknowledged events come back first on every read: following without --ack would
+        # print the same ones again and again.
+        raise click.UsageError("--follow needs --ack (to watch without consuming, use `drawstate audit`)")
+    block_ms = int(timeout * 500) if follow else None
+    try:
+        with _client(socket_path, timeout) as client:
+            while True:
+                events = client.outcomes(
+                    group, consumer, limit=limit, block_ms=block_ms, claim_idle_ms=claim_idle_ms
+                )
+                for event in events:
+                    if as_json:
+                        click.echo(orjson.dumps(dataclasses.asdict(event)).decode())
+                    else:
+                        click.echo(f"{event.id}  {describe_event(dataclasses.asdict(event))}")
+                if acknowledge and events:
+                    client.ack(group, [event.id for event in events])
+                if not follow and (not acknowledge or len(events) < limit):
+                    return
+    except DrawStateError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        return
+
+
+COMMANDS = (ping, load, pending, rollback, stats, audit, outcomes)

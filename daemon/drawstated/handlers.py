@@ -58,7 +58,7 @@ class Handlers:
         self.publisher = publisher
         self.cleanup = cleanup
         self.stats = stats
-        self.saver = Saver(config, store, cleanup)
+        self.saver = Saver(config, store, cleanup, publisher)
         self.table: dict[str, Handler] = {
             "ping": self.ping,
             "save": self.saver.save,
@@ -125,6 +125,7 @@ class Handlers:
                 reason=reason,
             )
         except errors.RequestError as exc:
+            self._expired_here(lock_key, operation_id, exc)
             if exc.code not in (protocol.REDIS_UNAVAILABLE, protocol.DEADLINE_EXCEEDED):
                 raise
             return self._defer(lock_key, operation_id, reason, token, carried)
@@ -140,7 +141,11 @@ class Handlers:
         assert operation_id is not None
         if (lock_key, operation_id) in self.cleanup:
             raise closed_by_deferred(operation_id)
-        outcome = await self.store.close_operation("complete", lock_key, operation_id, deadline)
+        try:
+            outcome = await self.store.close_operation("complete", lock_key, operation_id, deadline)
+        except errors.RequestError as exc:
+            self._expired_here(lock_key, operation_id, exc)
+            raise
         if not outcome.published:
             await self._publish(lock_key, operation_id, deadline)
         if outcome.status == "done":
@@ -224,13 +229,23 @@ class Handlers:
             await self._publish(lock_key, operation_id, deadline)
         return final == "1"
 
+    def _expired_here(self, lock_key: str, operation_id: str, exc: errors.RequestError) -> None:
+        """A close that found the operation expired may have expired it just now: where its script
+        could not write the event (Cluster), write it now rather than once the lease is over."""
+        if exc.details.get("closed_by") == "expire" and not self.store.events_inline:
+            self.publisher.schedule(lock_key, operation_id)
+
     async def _publish(self, lock_key: str, operation_id: str, deadline: float) -> None:
         """Write the event the close script could not (Cluster) before answering, so a caller that
         reads the stream next finds it; if that fails, it is written in the background instead,
         and by a sweeper if this daemon dies first. The close itself stands either way."""
         try:
             await publish(self.store, self.stream, lock_key, operation_id, "owner", deadline)
-        except errors.RequestError:
+        except Exception as exc:  # Redis refused the event (a wrong type at the stream, say)
+            log.warning(
+                "outcome event not written yet; retrying in the background",
+                extra={"lock_key": lock_key, "operation_id": operation_id, "error": type(exc).__name__},
+            )
             self.publisher.schedule(lock_key, operation_id)
 
     def _removed(

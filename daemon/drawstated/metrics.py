@@ -66,8 +66,23 @@ class StatsCollector(Collector):
             "drawstate_connections_refused", "Client connections refused (limit, allow list).",
             stats.connections_refused,
         )  # fmt: skip
+        sweeps = stats.sweeps
         yield CounterMetricFamily(
-            "drawstate_audit_failures", "Audit events that could not be written.", stats.audit_failures
+            "drawstate_expired_operations", "Operations expired: their TTL passed unclosed.", sweeps.expired
+        )
+        yield CounterMetricFamily(
+            "drawstate_outcome_events_written_late",
+            "Outcome events the sweeper wrote for an operation another daemon ended.",
+            sweeps.published,
+        )
+        yield GaugeMetricFamily(
+            "drawstate_outcome_stream_length", "Events in the outcome stream after the last trim.",
+            sweeps.stream_length,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "drawstate_outcome_stream_over_cap",
+            "1 while a consumer group that has not acknowledged older events holds the stream over its cap.",
+            int(sweeps.stream_held),
         )
         yield GaugeMetricFamily("drawstate_in_flight_requests", "Requests being served.", stats.in_flight)
         yield GaugeMetricFamily("drawstate_connections", "Open client connections.", stats.connections)

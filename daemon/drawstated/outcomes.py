@@ -40,7 +40,8 @@ ROLLBACK_SUPERSEDED = "rollback-superseded"
 RAW_STATE_CHARS = 16_384
 #: Deadline of one background attempt to write an event.
 PUBLISH_DEADLINE_S = 2.0
-#: Pause between background attempts while Redis refuses the event.
+#: Background attempts at one event (PUBLISH_RETRY_S apart, growing) before the sweepers take it.
+PUBLISH_ATTEMPTS = 5
 PUBLISH_RETRY_S = 1.0
 _BOOL_FIELDS = frozenset({"existed", "refunded_by_caller", "deferred"})
 _INT_FIELDS = frozenset({"time", "completed_count", "total_count", "errors"})
@@ -127,13 +128,13 @@ class Publisher:
     def __init__(self, store: Store, stream: OutcomeStream) -> None:
         self.store = store
         self.stream = stream
-        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str, str, int]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         #: Events this publisher wrote (for stats).
         self.published = 0
 
-    def schedule(self, lock_key: str, operation_id: str) -> None:
-        self._queue.put_nowait((lock_key, operation_id))
+    def schedule(self, lock_key: str, operation_id: str, attempt: int = 1) -> None:
+        self._queue.put_nowait((lock_key, operation_id, attempt))
 
     def __len__(self) -> int:
         return self._queue.qsize()
@@ -150,18 +151,19 @@ class Publisher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            lock_key, operation_id = await self._queue.get()
+            lock_key, operation_id, attempt = await self._queue.get()
+            where = {"lock_key": lock_key, "operation_id": operation_id}
             try:
                 await publish(
                     self.store, self.stream, lock_key, operation_id, "owner", loop.time() + PUBLISH_DEADLINE_S
                 )
-            except Exception as exc:  # retried here while this daemon lives, else by a sweeper
-                log.warning(
-                    "outcome event not written yet; retrying",
-                    extra={"lock_key": lock_key, "operation_id": operation_id, "error": type(exc).__name__},
-                )
-                await asyncio.sleep(PUBLISH_RETRY_S)
-                self._queue.put_nowait((lock_key, operation_id))
+            except Exception as exc:  # retried here a few times, then by the sweepers
+                if attempt >= PUBLISH_ATTEMPTS:
+                    log.warning(
+                        "outcome event left to the sweepers", extra={**where, "error": type(exc).__name__}
+                    )
+                    continue
+                loop.call_later(PUBLISH_RETRY_S * attempt, self.schedule, lock_key, operation_id, attempt + 1)
             else:
                 self.published += 1
 

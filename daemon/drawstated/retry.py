@@ -1,7 +1,7 @@
 """Retries of transient Redis failures, bounded by the request's deadline and never past it.
 
-Transient: a lost or refused connection, a timeout, a Redis that is loading or
-busy, a replica that became read-only in a failover, a cluster slot in flux (a
+Transient: a lost or refused connection, a timeout, a Redis that is loading,
+busy or out of memory, a replica that became read-only in a failover, a cluster slot in flux (a
 redirection the router gave up following: mid-migration, two nodes can each
 answer MOVED to the other until the last SETSLOT lands). Anything else is an
 answer, not an outage, and is returned at once.
@@ -25,7 +25,9 @@ T = TypeVar("T")
 #: First backoff step and its ceiling, in seconds (full jitter in between).
 BACKOFF_FIRST_S = 0.005
 BACKOFF_MAX_S = 0.25
-_OUTAGE_REPLIES = ("BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+#: OOM too: a script refused for memory changed nothing (Redis refuses a script's first write,
+#: and only its first), so trying again once memory frees up is safe.
+_OUTAGE_REPLIES = ("BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM")
 _UNSETTLED_REDIRECTS = ("MOVED ", "ASK ")  # what the cluster router returns once it stops following
 _TRANSIENT_PREFIXES = _OUTAGE_REPLIES + _UNSETTLED_REDIRECTS
 

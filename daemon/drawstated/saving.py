@@ -23,6 +23,7 @@ from drawstated.cleanup import DeferredCleanup
 from drawstated.codec import StateTooLarge, encode_head
 from drawstated.commands import is_noscript
 from drawstated.config import Config
+from drawstated.outcomes import Publisher
 from drawstated.retry import is_transient
 from drawstated.store import SaveOutcome, SaveRequest, Store
 
@@ -34,10 +35,11 @@ Respond = Callable[[dict[str, Any] | errors.RequestError], None]
 
 
 class Saver:
-    def __init__(self, config: Config, store: Store, cleanup: DeferredCleanup) -> None:
+    def __init__(self, config: Config, store: Store, cleanup: DeferredCleanup, publisher: Publisher) -> None:
         self.config = config
         self.store = store
         self.cleanup = cleanup
+        self.publisher = publisher
         self._tasks: set[asyncio.Task[None]] = set()
 
     def plan(self, request: Mapping[str, Any], deadline: float) -> SaveRequest:
@@ -66,7 +68,11 @@ class Saver:
     async def save(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         """The whole save with retries (the op handler for callers that want a coroutine)."""
         save = self.plan(request, deadline)
-        return self.reply(save, await self.store.save(save, deadline))
+        try:
+            return self.reply(save, await self.store.save(save, deadline))
+        except errors.RequestError as exc:
+            self._refused(save, exc)
+            raise
 
     def start(self, request: Mapping[str, Any], deadline: float, respond: Respond) -> None:
         """The hot path: `respond` gets the reply fields or the RequestError, exactly once."""
@@ -89,6 +95,7 @@ class Saver:
             try:
                 respond(self.reply(save, self.store.save_result(save, done.result())))
             except errors.RequestError as exc:
+                self._refused(save, exc)
                 respond(exc)
             return
         if is_transient(error) or is_noscript(error):
@@ -103,10 +110,17 @@ class Saver:
         try:
             respond(self.reply(save, await self.store.save(save, deadline)))
         except errors.RequestError as exc:
+            self._refused(save, exc)
             respond(exc)
         except Exception as exc:
             log.exception("save failed")
             respond(errors.internal(exc))
+
+    def _refused(self, save: SaveRequest, exc: errors.RequestError) -> None:
+        """A save that found its operation expired may have expired it just now; where the
+        script could not write the event itself (Cluster), write it now, not a lease later."""
+        if exc.details.get("closed_by") == "expire" and not self.store.events_inline:
+            self.publisher.schedule(save.lock_key, save.operation_id)
 
     def reply(self, save: SaveRequest, outcome: SaveOutcome) -> dict[str, Any]:
         """The ok reply's fields; durability_not_met when too few replicas acknowledged."""

@@ -191,7 +191,7 @@ class Server:
                 )
             except RequestError:
                 log.error("outcome group not created yet: redis unreachable", extra={"group": group})
-        self.sweeper = Sweeper(self.store, self.stream, config)
+        self.sweeper = Sweeper(self.store, self.stream, config, self.stats.sweeps)
         self.sweeper.start()
 
     async def _stop_background(self) -> None:

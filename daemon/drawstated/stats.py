@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections import Counter, deque
+from dataclasses import dataclass
 from typing import Any
 
 #: Recent latencies kept per op for percentiles.
@@ -35,6 +36,23 @@ LATENCY_BUCKETS_S = (
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
+@dataclass
+class SweepCounts:
+    """What sweeps did since start (the sweeper keeps them; stats and metrics read them)."""
+
+    sweeps: int = 0
+    #: Operations expired (their TTL passed with no complete or rollback).
+    expired: int = 0
+    #: Outcome events written after their operation ended: a dead daemon's, or a refused XADD's.
+    published: int = 0
+    trimmed: int = 0
+    #: The outcome stream's length after the last trim, and whether a consumer group that has
+    #: not acknowledged older events holds it over its cap.
+    stream_length: int = 0
+    stream_held: bool = False
+    errors: int = 0
+
+
 class Stats:
     """Process-wide counters; one instance per daemon, owned by the server state."""
 
@@ -55,7 +73,8 @@ class Stats:
         self.connections_total = 0
         self.connections_refused = 0
         self.in_flight = 0
-        self.audit_failures = 0
+        #: What the sweeper did (expiries, events it wrote, the outcome stream's length).
+        self.sweeps = SweepCounts()
 
     def record(self, op: str, code: str, seconds: float) -> None:
         self.requests[op, code] += 1
@@ -104,5 +123,9 @@ class Stats:
             "connections_total": self.connections_total,
             "connections_refused": self.connections_refused,
             "in_flight": self.in_flight,
-            "audit_failures": self.audit_failures,
+            "sweeps": self.sweeps.sweeps,
+            "expired": self.sweeps.expired,
+            "events_written_late": self.sweeps.published,
+            "outcome_stream_length": self.sweeps.stream_length,
+            "outcome_stream_over_cap": self.sweeps.stream_held,
         }

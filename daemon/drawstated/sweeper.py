@@ -22,12 +22,11 @@ import contextlib
 import logging
 import re
 import secrets
-from dataclasses import dataclass, field
 
 from drawstated import keys
 from drawstated.config import Config
-from drawstated.errors import RequestError
 from drawstated.outcomes import OutcomeStream, publish
+from drawstated.stats import SweepCounts
 from drawstated.store import Store, unix_ms
 
 log = logging.getLogger("drawstated.sweeper")
@@ -43,27 +42,12 @@ TRIM_CALLS_PER_SWEEP = 100
 _EXPIRES_RE = re.compile(rb',"_expires":(\d+)}$')
 
 
-@dataclass
-class SweepCounts:
-    """What sweeps did, since start (for stats and metrics)."""
-
-    sweeps: int = 0
-    expired: int = 0
-    published: int = 0
-    trimmed: int = 0
-    #: Length of the outcome stream after the last trim, and whether a group held it over the cap.
-    stream_length: int = 0
-    stream_held: bool = False
-    errors: int = 0
-    last: dict[str, int] = field(default_factory=dict)
-
-
 class Sweeper:
-    def __init__(self, store: Store, stream: OutcomeStream, config: Config) -> None:
+    def __init__(self, store: Store, stream: OutcomeStream, config: Config, counts: SweepCounts) -> None:
         self.store = store
         self.stream = stream
         self.config = config
-        self.counts = SweepCounts()
+        self.counts = counts
         self._owner = secrets.token_hex(8)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -123,7 +107,6 @@ class Sweeper:
         counts.expired += done["expired"]
         counts.published += done["published"]
         counts.trimmed += done["trimmed"]
-        counts.last = done
         if any(done.values()):
             log.info("sweep", extra=done)
         return done
@@ -179,10 +162,10 @@ class Sweeper:
     async def _publish(self, lock_key: str, operation_id: str, mode: str) -> int:
         try:
             status = await publish(self.store, self.stream, lock_key, operation_id, mode, self._deadline())
-        except RequestError as exc:
+        except Exception as exc:  # one event Redis refuses must not stop the sweep of the others
             log.warning(
                 "outcome event still not written",
-                extra={"lock_key": lock_key, "operation_id": operation_id, "error": exc.code},
+                extra={"lock_key": lock_key, "operation_id": operation_id, "error": type(exc).__name__},
             )
             return 0
         if status == "published" and mode == "sweeper":

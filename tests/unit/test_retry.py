@@ -17,6 +17,7 @@ TRANSIENT = [
     redis_errors.ResponseError("MASTERDOWN Link with MASTER is down"),
     redis_errors.ResponseError("TRYAGAIN Multiple keys request during rehashing of slot"),
     redis_errors.ResponseError("CLUSTERDOWN The cluster is down"),
+    redis_errors.ResponseError("OOM command not allowed when used memory > 'maxmemory'."),
     # Redirections the cluster router stopped following: the slot is changing hands.
     redis_errors.ResponseError("MOVED 5290 127.0.0.1:33025"),
     redis_errors.ResponseError("ASK 5290 127.0.0.1:33025"),

@@ -1,0 +1,189 @@
+"""Who pays when things break: lost replies, a host cut off from Redis, a stream Redis refuses, a dead daemon.
+
+Each test has its own redis-server, often behind a proxy (tests/support/proxy.py) that the test
+cuts or makes lose a reply, so the daemon meets exactly the failure the rule is about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from drawstate import Client, MultiDraw, OperationClosed
+from drawstated.config import Config
+from drawstated.scripts import Script
+from tests.conftest import wait_until
+from tests.support.daemon import DaemonThread
+from tests.support.proxy import TcpProxy
+
+METADATA = {"user_id": "7", "banner": "winter", "price_paid": "1000"}
+#: Short deadlines, so a sweeper takes over an abandoned refund decision within 2 s (the lease).
+MAX_DEADLINE_MS = 1000
+
+
+def _audit(client: Client, operation_id: str) -> list[dict[str, Any]]:
+    return [e for e in client.iter_audit() if e["operation_id"] == operation_id]
+
+
+def _config(make_config: Any, url: str, directory: Path | None = None, **fields: Any) -> Config:
+    if directory is not None:
+        fields.update(socket_path=directory / "d.sock", data_dir=directory / "data")
+    return make_config(redis_url=url, max_deadline_ms=MAX_DEADLINE_MS, cleanup_retry_s=0.05, **fields)
+
+
+@pytest.fixture
+def proxy(own_redis) -> Iterator[TcpProxy]:
+    with TcpProxy(own_redis.socket) as through:
+        yield through
+
+
+def test_a_deferred_rollback_that_redis_applied_is_recorded_as_the_rollback_it_was(
+    own_redis, proxy, make_config, start_daemon
+):
+    daemon = start_daemon(_config(make_config, proxy.url))
+    with daemon.client(timeout=2) as client:
+        draw = MultiDraw.start(client, "lost:rollback", 10, metadata=METADATA)
+        draw.record(1)
+        draw.record(2)
+        proxy.cut_after_next_request(b"rollback", then_cut=True)  # Redis runs the close; its reply is lost
+        refund = draw.rollback("player left")
+        assert (refund.cleanup, refund.final) == ("deferred", False)  # so this caller pays nothing
+        proxy.restore()
+        wait_until(lambda: daemon.call(lambda: len(daemon.server.cleanup)) == 0, timeout=10)
+        [event] = _audit(client, draw.operation_id)
+    assert (event["event"], event["deferred"], event["refunded_by_caller"]) == ("rollback", True, False)
+    assert (event["results"], event["completed_count"]) == ([1, 2], 2)  # the state, not "corrupted"
+    assert "corrupted_state" not in event
+
+
+def test_a_deferred_rollback_that_lost_to_a_completion_on_another_host_pays_no_one_and_notes_it(
+    own_redis, proxy, make_config, start_daemon, sock_dir
+):
+    host_a = start_daemon(_config(make_config, proxy.url, sock_dir / "a"))
+    host_b = start_daemon(_config(make_config, own_redis.url, sock_dir / "b"))
+    with host_a.client(timeout=2) as a, host_b.client(timeout=2) as b:
+        draw = MultiDraw.start(a, "hosts:race", 3, metadata=METADATA)
+        draw.record(1)
+        proxy.cut()  # host A loses Redis; host B keeps it
+        refund = draw.rollback("host A gives up")
+        assert (refund.cleanup, refund.final) == ("deferred", False)
+        resumed = MultiDraw.resume(b, draw.lock_key)  # host B resumes and grants the rest
+        assert resumed is not None
+        resumed.record(2)
+        resumed.record(3)
+        resumed.complete()
+        proxy.restore()
+        wait_until(lambda: host_a.call(lambda: len(host_a.server.cleanup)) == 0, timeout=10)
+        events = _audit(b, draw.operation_id)
+    assert [e["event"] for e in events] == ["complete", "rollback-superseded"]
+    assert events[0]["results"] == [1, 2, 3] and events[1]["closed_by"] == "complete"
+
+
+def test_an_applied_close_whose_event_redis_refuses_is_answered_as_applied_and_the_event_follows(
+    own_redis, make_config, start_daemon
+):
+    daemon = start_daemon(_config(make_config, own_redis.url, sweep_interval_s=0.1))
+    with daemon.client(timeout=2) as client, own_redis.client() as rdb:
+        done = MultiDraw.start(client, "event:refused", 1, metadata=METADATA)
+        done.record(5)
+        rolled = MultiDraw.start(client, "event:refused", 4, metadata=METADATA)
+        rolled.record(6)
+        rdb.set("lottery:audit", "not a stream")  # every XADD now fails with WRONGTYPE
+        assert done.complete().results == [5]  # applied, and answered so: not `internal`
+        refund = rolled.rollback("cancel")
+        assert (refund.final, refund.cleanup) == (True, "done")
+        assert rdb.exists(f"lottery:outbox:{{event:refused}}:{done.operation_id}")  # owed, durably
+        rdb.delete("lottery:audit")  # the operator fixes the key; the sweeper writes what is owed
+        wait_until(lambda: len(rdb.keys("lottery:outbox:*")) == 0, timeout=10)
+        events = {e["operation_id"]: e for e in client.iter_audit()}
+    assert events[done.operation_id]["event"] == "complete"
+    assert (events[rolled.operation_id]["event"], events[rolled.operation_id]["refunded_by_caller"]) == (
+        "rollback",
+        True,
+    )
+
+
+def test_a_refund_decision_a_dead_daemon_left_pending_goes_to_the_stream(
+    own_redis, make_config, start_daemon
+):
+    daemon = start_daemon(_config(make_config, own_redis.url, sweep_interval_s=0.1))
+    with daemon.client(timeout=2) as client, own_redis.client() as rdb:
+        draw = MultiDraw.start(client, "dead:daemon", 5, metadata=METADATA)
+        draw.record(9)
+        _close_as_a_dying_daemon_would(rdb, draw, token="dying-caller")
+        # The dying daemon never confirmed: its caller was never told to pay. After the lease,
+        # the sweeper gives the refund to the stream...
+        [event] = wait_until(lambda: _audit(client, draw.operation_id), timeout=10)
+        assert (event["event"], event["refunded_by_caller"]) == ("rollback", False)
+        # ...and the caller, resending with its token, hears the same: not yours to pay.
+        again = client.rollback(draw.lock_key, draw.operation_id, token="dying-caller")
+        assert (again.final, again.cleanup, again.existed) == (False, "done", True)
+
+
+def _close_as_a_dying_daemon_would(rdb: redis.Redis, draw: MultiDraw, token: str) -> None:
+    """close.lua run directly, as a daemon does before it confirms (settle.lua), and then nothing."""
+    lock_key, operation_id = draw.lock_key, draw.operation_id
+    names = [
+        f"lottery:{kind}:{{{lock_key}}}" + ("" if kind == "ops" else f":{operation_id}")
+        for kind in ("state", "ops", "closed", "outbox")
+    ] + ["lottery:audit"]
+    script = Script.load("close")
+    lease_ms = 2 * MAX_DEADLINE_MS
+    reply = rdb.eval(
+        script.source,
+        len(names),
+        *names,
+        "rollback", "direct", token, "dying", operation_id, lock_key, 3_600_000, lease_ms,
+    )  # fmt: skip
+    assert reply[0] == b"done" and reply[1] == b"p"  # removed, decision pending
+
+
+def test_the_stream_never_drops_an_event_a_group_still_owes(own_redis, make_config, start_daemon):
+    daemon = start_daemon(_config(make_config, own_redis.url, sweep_interval_s=0.1, audit_maxlen=5))
+    with daemon.client(timeout=2) as client:
+        client.outcomes("refunds", "slow-worker")  # the group exists and reads from the start
+        ids = []
+        for i in range(20):
+            draw = MultiDraw.start(client, f"trim:{i}", 1, metadata=METADATA)
+            draw.record(i)
+            draw.complete()
+            ids.append(draw.operation_id)
+        # The sweeper trims toward 5 events but may not drop the 20 the group has not read.
+        wait_until(lambda: client.stats()["outcome_stream_over_cap"], timeout=10)
+        assert client.stats()["outcome_stream_length"] == 20
+        owed = []
+        while events := client.outcomes("refunds", "slow-worker", limit=7):
+            owed += [e.operation_id for e in events]
+            client.ack("refunds", [e.id for e in events])
+        assert owed == ids  # every one, in order
+        wait_until(lambda: client.stats()["outcome_stream_length"] <= 5, timeout=10)
+        assert not client.stats()["outcome_stream_over_cap"]
+
+
+def test_a_sidecar_restart_between_close_and_confirm_answers_the_resent_rollback_the_same(
+    own_redis, make_config, start_daemon, sock_dir
+):
+    config = _config(make_config, own_redis.url, sock_dir / "r")
+    first = start_daemon(config)
+    with first.client(timeout=2) as client:
+        draw = MultiDraw.start(client, "restart:settle", 4, metadata=METADATA)
+        draw.record(3)
+    first.stop()
+    with own_redis.client() as rdb:
+        _close_as_a_dying_daemon_would(rdb, draw, token="the-caller")
+    second = DaemonThread(config).start()  # the caller's resend reaches the restarted daemon
+    try:
+        with second.client(timeout=2) as client:
+            result = client.rollback(draw.lock_key, draw.operation_id, token="the-caller")
+            assert (result.final, result.existed) == (True, True)
+            assert result.state is not None and result.state.results == [3]
+            [event] = wait_until(lambda: _audit(client, draw.operation_id), timeout=5)
+            assert event["refunded_by_caller"] is True
+            with pytest.raises(OperationClosed):
+                client.rollback(draw.lock_key, draw.operation_id, token="someone-else")
+    finally:
+        second.stop()
