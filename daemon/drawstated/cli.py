@@ -23,6 +23,7 @@ from drawstated.cli_client import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
+from drawstated.cli_import import import_legacy
 from drawstated.config import PASSWORD_FILE_ENV, Config
 from drawstated.options import add_serve_options, config_from_options
 from drawstated.startup import BadConfig, EmbeddedRedisFailed, PasswordFileUnreadable, StartupError
@@ -78,5 +79,5 @@ def _startup_failed(exc: StartupError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
-for _command in COMMANDS:
+for _command in (*COMMANDS, import_legacy):
     main.add_command(_command)
