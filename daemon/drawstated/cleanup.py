@@ -18,26 +18,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Container
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from drawstated import journal
 from drawstated.errors import RequestError
 from drawstated.outcomes import OutcomeStream, Publisher, superseded_event
 from drawstated.store import Store
 
 log = logging.getLogger("drawstated.cleanup")
 
+#: The name is from when records were bare JSON lines; journals of that format still read.
 JOURNAL_NAME = "deferred-rollbacks.jsonl"
-#: The journal holds lock keys and reasons: private to the daemon's user.
-JOURNAL_MODE = 0o600
+JOURNAL_MODE = journal.JOURNAL_MODE
 #: Deadline of one background attempt to apply a deferred rollback.
 ATTEMPT_DEADLINE_S = 2.0
+#: After the background task fails (a journal it cannot rewrite, say), it waits twice as long
+#: each time, from cleanup_retry_s up to this, before it tries again.
+FAILURE_BACKOFF_MAX_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,10 @@ class DeferredCleanup:
         self.superseded = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: The journal still lists rollbacks already applied: rewrite it when the disk allows.
+        self._dirty = False
+        #: (kept, dropped) records found by replay_journal.
+        self.replayed = (0, 0)
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -103,34 +108,42 @@ class DeferredCleanup:
         return HiddenFromRead(frozenset(self._pending), self)
 
     def replay_journal(self) -> int:
-        """Read what a previous run left undone; returns how many rollbacks are pending."""
-        if not self.journal_path.exists():
-            return 0
-        for line in self.journal_path.read_bytes().splitlines():
-            if not line.strip():
-                continue
+        """Read what a previous run left undone; returns how many rollbacks are pending.
+
+        A torn tail (a crash or a full disk mid-append) or a damaged line is dropped with a
+        warning; every whole record is kept. The journal is then rewritten clean, in the current
+        format; if that fails too (a full disk), the next append starts on a fresh line anyway.
+        """
+        found = journal.read(self.journal_path)
+        known = {item.name for item in fields(DeferredRollback)}
+        dropped = found.dropped
+        for record in found.records:
             try:
-                entry = DeferredRollback(**orjson.loads(line))
-            except (orjson.JSONDecodeError, TypeError) as exc:
-                log.error("skipping unreadable journal line", extra={"error": str(exc)})
+                entry = DeferredRollback(**{k: v for k, v in record.items() if k in known})
+            except TypeError:  # a record missing a field: not one this daemon can apply
+                dropped += 1
                 continue
             self._pending[entry.lock_key, entry.operation_id] = entry
+        self.replayed = (len(self._pending), dropped)
+        if dropped:
+            log.warning(
+                "journal of deferred rollbacks had damaged records; kept every whole one",
+                extra={"kept": found.kept, "dropped": dropped, "torn_tail": found.torn_tail},
+            )
         if self._pending:
             log.warning("replaying deferred rollbacks from journal", extra={"count": len(self._pending)})
+        if dropped or found.legacy:
+            self._dirty = True
+            self._try_rewrite("at start-up")
         return len(self._pending)
 
     def add(self, entry: DeferredRollback) -> None:
         """Record a rollback to apply later: durable (fsync) first, then hidden from reads.
 
-        OSError (a full disk, say) leaves nothing hidden and nothing half-promised: the caller
-        answers a retryable error, and a resend tries again.
+        OSError (a full disk, say) leaves nothing hidden and nothing half-written in the journal:
+        the caller answers a retryable error, and a resend tries again.
         """
-        self.journal_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, JOURNAL_MODE)
-        with os.fdopen(fd, "ab") as journal:
-            journal.write(orjson.dumps(asdict(entry)) + b"\n")
-            journal.flush()
-            os.fsync(journal.fileno())
+        journal.append(self.journal_path, asdict(entry))
         self._pending[entry.lock_key, entry.operation_id] = entry
         self._wake.set()
 
@@ -138,19 +151,42 @@ class DeferredCleanup:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="deferred-cleanup")
 
     async def stop(self) -> None:
-        """Stop retrying; whatever is still pending stays in the journal for the next start."""
+        """Stop retrying; whatever is still pending stays in the journal for the next start.
+
+        Never raises: a journal that cannot be rewritten now (a full disk) still holds every
+        pending rollback, plus some already applied, which a later start finds ended and drops.
+        """
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._dirty:
+            self._try_rewrite("at shutdown")
 
     async def _run(self) -> None:
+        """Apply pending rollbacks until none is left; survive anything, backing off after a failure."""
+        failures = 0
         while True:
-            if not self._pending:
-                self._wake.clear()
-                await self._wake.wait()
-            for entry in list(self._pending.values()):
-                await self._apply(entry)
+            try:
+                if not self._pending and not self._dirty:
+                    self._wake.clear()
+                    await self._wake.wait()
+                for entry in list(self._pending.values()):
+                    await self._apply(entry)
+                if self._dirty:
+                    self._rewrite_journal()
+            except Exception as exc:
+                failures += 1
+                backoff = min(self._retry_s * 2**failures, FAILURE_BACKOFF_MAX_S)
+                level = logging.WARNING if failures == 1 else logging.DEBUG  # one line per streak
+                log.log(level, "deferred cleanup failed; retrying",
+                        extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": backoff,
+                               "failures": failures})  # fmt: skip
+                await asyncio.sleep(backoff)
+                continue
+            if failures:
+                log.warning("deferred cleanup working again", extra={"failures": failures})
+                failures = 0
             if self._pending:
                 await asyncio.sleep(self._retry_s)
 
@@ -201,17 +237,22 @@ class DeferredCleanup:
                 },
             )
         self._pending.pop((entry.lock_key, entry.operation_id), None)
-        self._rewrite_journal()
+        self._dirty = True  # rewritten after this round, or retried with backoff if the disk is full
 
     def _rewrite_journal(self) -> None:
-        """Replace the journal with what is still pending (write, fsync, rename)."""
-        tmp = self.journal_path.with_suffix(".tmp")
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, JOURNAL_MODE), "wb") as journal:
-            for entry in self._pending.values():
-                journal.write(orjson.dumps(asdict(entry)) + b"\n")
-            journal.flush()
-            os.fsync(journal.fileno())
-        os.replace(tmp, self.journal_path)
+        """Replace the journal with what is still pending (temp file, fsync, rename, fsync of the dir)."""
+        self._dirty = True
+        journal.rewrite(self.journal_path, (asdict(entry) for entry in self._pending.values()))
+        self._dirty = False
+
+    def _try_rewrite(self, when: str) -> None:
+        try:
+            self._rewrite_journal()
+        except OSError as exc:
+            log.error(
+                "journal of deferred rollbacks not rewritten " + when,
+                extra={"error": str(exc), "pending": len(self._pending)},
+            )
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [asdict(entry) for entry in self._pending.values()]

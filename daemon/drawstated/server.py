@@ -195,10 +195,18 @@ class Server:
         self.sweeper.start()
 
     async def _stop_background(self) -> None:
-        """Stop the background tasks; what they had not finished is in Redis or the journal."""
+        """Stop the background tasks; what they had not finished is in Redis or the journal.
+
+        Nothing here may end shutdown early: the socket must still be removed and the locks freed.
+        """
         for background in (self.sweeper, self.cleanup, self.publisher):
             if background is not None:
-                await background.stop()
+                try:
+                    await background.stop()
+                except Exception:
+                    log.exception(
+                        "background task failed to stop cleanly", extra={"task": type(background).__name__}
+                    )
 
     def _start_watchdog(self) -> None:
         interval = systemd.watchdog_interval_s()
