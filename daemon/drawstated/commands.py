@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 
 from drawstated import errors
 from drawstated.pipeline import Backend, Wait
-from drawstated.retry import is_transient, with_retries
+from drawstated.retry import OutageLog, is_transient, with_retries
 from drawstated.scripts import Script, load_all
 
 log = logging.getLogger("drawstated.commands")
@@ -28,9 +28,17 @@ SCRIPT_LOAD_DEADLINE_S = 5.0
 class Commands:
     """Commands and scripts to one Redis topology (a Backend), each bounded by a deadline."""
 
-    def __init__(self, pipeline: Backend, *, on_retry: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Backend,
+        *,
+        on_retry: Callable[[], None] | None = None,
+        outage: OutageLog | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.on_retry = on_retry
+        #: Logs an outage once when it starts and once when it ends, not each failed attempt.
+        self.outage = outage or OutageLog()
         self.scripts: dict[str, Script] = load_all()
 
     async def load_scripts(self, deadline: float | None = None) -> None:
@@ -57,8 +65,9 @@ class Commands:
 
         future = send()
         timer = loop.call_at(deadline, expire_future, future)
+        outage = self.outage
         try:
-            return await future
+            result = await future
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -66,12 +75,18 @@ class Commands:
             raise errors.deadline() from None
         except Exception as exc:
             if not is_transient(exc):
+                outage.answered()
                 raise
+            outage.attempt_failed(exc)
+        else:
+            if outage.active:
+                outage.answered()
+            return result
         finally:
             timer.cancel()
         if self.on_retry is not None:
             self.on_retry()
-        return await with_retries(send, deadline, self.on_retry, first_failed=True)
+        return await with_retries(send, deadline, self.on_retry, first_failed=True, outage=outage)
 
     async def script(
         self,
@@ -101,7 +116,7 @@ class Commands:
         async def attempt() -> list[Any]:
             return list(await asyncio.gather(*(self.pipeline.submit(*command) for command in commands)))
 
-        return await with_retries(attempt, deadline, self.on_retry) if commands else []
+        return await with_retries(attempt, deadline, self.on_retry, outage=self.outage) if commands else []
 
 
 def is_noscript(exc: BaseException) -> bool:

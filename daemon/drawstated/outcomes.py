@@ -28,6 +28,7 @@ from drawstate.model import InvalidState
 from drawstated import keys
 from drawstated.codec import decode_state
 from drawstated.commands import Commands
+from drawstated.errors import RequestError
 from drawstated.store import Store
 
 log = logging.getLogger("drawstated.outcomes")
@@ -159,8 +160,11 @@ class Publisher:
                 )
             except Exception as exc:  # retried here a few times, then by the sweepers
                 if attempt >= PUBLISH_ATTEMPTS:
-                    log.warning(
-                        "outcome event left to the sweepers", extra={**where, "error": type(exc).__name__}
+                    outage = isinstance(exc, RequestError) and exc.retryable  # said once by OutageLog
+                    log.log(
+                        logging.DEBUG if outage else logging.WARNING,
+                        "outcome event left to the sweepers",
+                        extra={**where, "error": type(exc).__name__},
                     )
                     continue
                 loop.call_later(PUBLISH_RETRY_S * attempt, self.schedule, lock_key, operation_id, attempt + 1)

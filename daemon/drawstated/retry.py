@@ -5,12 +5,17 @@ busy or out of memory, a replica that became read-only in a failover, a cluster 
 redirection the router gave up following: mid-migration, two nodes can each
 answer MOVED to the other until the last SETSLOT lands). Anything else is an
 answer, not an outage, and is returned at once.
+
+An outage is logged twice, whatever its length and load: one warning when the first attempt
+fails, one when Redis answers again, with the failed attempts, the requests answered with a
+retryable error meanwhile and the duration (OutageLog). Each failed attempt is DEBUG.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -50,15 +55,63 @@ class _StopAtDeadline:
         return asyncio.get_running_loop().time() + state.upcoming_sleep >= self.deadline
 
 
-def _log_retry(state: RetryCallState) -> None:
+class OutageLog:
+    """Redis unreachable, then answering again: one warning each, the counts in the second.
+
+    One per daemon (Commands owns it). `attempt_failed` is told of every transient failure;
+    `answered` of any reply from Redis, and costs one attribute check while no outage is on, so
+    the hot path can call it. `failed_requests` counts requests answered with a retryable error
+    (the daemon's stats); the second warning reports how many were answered during the outage.
+    """
+
+    __slots__ = ("_failed_at_start", "_failed_requests", "active", "attempts", "started")
+
+    def __init__(self, failed_requests: Callable[[], int] | None = None) -> None:
+        self._failed_requests = failed_requests or (lambda: 0)
+        self.active = False
+        self.attempts = 0
+        self.started = 0.0
+        self._failed_at_start = 0
+
+    def attempt_failed(self, exc: BaseException) -> None:
+        self.attempts += 1
+        if self.active:
+            return
+        self.active = True
+        self.started = time.monotonic()
+        self._failed_at_start = self._failed_requests()
+        log.warning(
+            "redis unavailable: requests get retryable errors until it answers again",
+            extra={"error": f"{type(exc).__name__}: {exc}"},
+        )
+
+    def answered(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        log.warning(
+            "redis available again",
+            extra={
+                "outage_s": round(time.monotonic() - self.started, 3),
+                "failed_attempts": self.attempts,
+                "failed_requests": self._failed_requests() - self._failed_at_start,
+            },
+        )
+        self.attempts = 0
+
+
+def _log_retry(state: RetryCallState, outage: OutageLog | None) -> None:
     exc = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "redis attempt %d failed (%s: %s); retrying in %.0f ms",
-        state.attempt_number,
-        type(exc).__name__,
-        exc,
-        state.upcoming_sleep * 1000,
-    )
+    if outage is not None and exc is not None:
+        outage.attempt_failed(exc)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "redis attempt %d failed (%s: %s); retrying in %.0f ms",
+            state.attempt_number,
+            type(exc).__name__,
+            exc,
+            state.upcoming_sleep * 1000,
+        )
 
 
 async def with_retries(
@@ -67,6 +120,7 @@ async def with_retries(
     on_retry: Callable[[], None] | None = None,
     *,
     first_failed: bool = False,
+    outage: OutageLog | None = None,
 ) -> T:
     """Run `attempt` until it succeeds, fails for good, or the deadline (loop time) comes.
 
@@ -79,7 +133,7 @@ async def with_retries(
     def before_sleep(state: RetryCallState) -> None:
         if on_retry is not None:
             on_retry()
-        _log_retry(state)
+        _log_retry(state, outage)
 
     retrying = AsyncRetrying(
         retry=retry_if_exception(is_transient),
@@ -97,13 +151,20 @@ async def with_retries(
                 if remaining <= 0:
                     raise errors.deadline()
                 async with asyncio.timeout(remaining):
-                    return await attempt()
+                    result = await attempt()
+                if outage is not None:
+                    outage.answered()
+                return result
     except TimeoutError as exc:
         raise errors.deadline() from exc
     except errors.RequestError:
         raise
     except Exception as exc:
-        if is_transient(exc):
-            raise errors.unavailable(f"redis unreachable: {type(exc).__name__}: {exc}") from exc
-        raise
+        if not is_transient(exc):
+            if outage is not None:
+                outage.answered()  # an answer, if not the one hoped for: Redis is there
+            raise
+        if outage is not None:
+            outage.attempt_failed(exc)
+        raise errors.unavailable(f"redis unreachable: {type(exc).__name__}: {exc}") from exc
     raise AssertionError("unreachable: tenacity either returns or raises")

@@ -29,6 +29,7 @@ from drawstated.handlers import Handlers
 from drawstated.locks import DaemonLocks, claim_socket_path
 from drawstated.metrics import MetricsServer, StatsCollector
 from drawstated.outcomes import OutcomeStream, Publisher
+from drawstated.retry import OutageLog
 from drawstated.startup import BadConfig
 from drawstated.stats import Stats
 from drawstated.store import Store
@@ -138,6 +139,7 @@ class Server:
             make_pipeline(config, url, on_batch=self.stats.count_batch, on_connect=self.stats.count_connect),
             config,
             on_retry=self.stats.count_retry,
+            outage=OutageLog(self.stats.outage_failures),
         )
         await self._load_scripts(url)
         await self._start_background(config)

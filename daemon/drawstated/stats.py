@@ -32,6 +32,8 @@ LATENCY_BUCKETS_S = (
     1.0,
     2.5,
 )
+#: The retryable codes a request gets while Redis is unreachable or stalled.
+OUTAGE_CODES = frozenset({"redis_unavailable", "deadline_exceeded"})
 #: Histogram upper bounds of commands per Redis pipeline batch.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -86,6 +88,10 @@ class Stats:
         samples.append(seconds)
         self.latency_buckets[op][bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         self.latency_sums[op] += seconds
+
+    def outage_failures(self) -> int:
+        """Requests answered with an error a Redis outage gives (for the outage log's counts)."""
+        return sum(n for (_, code), n in self.requests.items() if code in OUTAGE_CODES)
 
     def count_retry(self) -> None:
         self.redis_retries += 1

@@ -19,6 +19,7 @@ from drawstated import errors, keys
 from drawstated.commands import Commands, expire_future
 from drawstated.config import Config
 from drawstated.pipeline import Backend, Wait
+from drawstated.retry import OutageLog
 
 #: Index members whose state keys are read per round trip by load and pending.
 READ_CHUNK = 16
@@ -83,9 +84,14 @@ class Store:
 
     @classmethod
     def connect(
-        cls, pipeline: Backend, config: Config, *, on_retry: Callable[[], None] | None = None
+        cls,
+        pipeline: Backend,
+        config: Config,
+        *,
+        on_retry: Callable[[], None] | None = None,
+        outage: OutageLog | None = None,
     ) -> Store:
-        return cls(Commands(pipeline, on_retry=on_retry), config)
+        return cls(Commands(pipeline, on_retry=on_retry, outage=outage), config)
 
     @property
     def pipeline(self) -> Backend:

@@ -25,6 +25,7 @@ import secrets
 
 from drawstated import keys
 from drawstated.config import Config
+from drawstated.errors import RequestError
 from drawstated.outcomes import OutcomeStream, publish
 from drawstated.stats import SweepCounts
 from drawstated.store import Store, unix_ms
@@ -72,8 +73,10 @@ class Sweeper:
                     await self.sweep()
             except Exception as exc:  # never let one bad sweep end sweeping
                 self.counts.errors += 1
-                log.warning(
-                    "sweep failed; next one at the interval", extra={"error": f"{type(exc).__name__}: {exc}"}
+                log.log(
+                    _level(exc),
+                    "sweep failed; next one at the interval",
+                    extra={"error": f"{type(exc).__name__}: {exc}"},
                 )
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -163,7 +166,8 @@ class Sweeper:
         try:
             status = await publish(self.store, self.stream, lock_key, operation_id, mode, self._deadline())
         except Exception as exc:  # one event Redis refuses must not stop the sweep of the others
-            log.warning(
+            log.log(
+                _level(exc),
                 "outcome event still not written",
                 extra={"lock_key": lock_key, "operation_id": operation_id, "error": type(exc).__name__},
             )
@@ -195,3 +199,8 @@ class Sweeper:
             log.warning("outcome stream back within its cap", extra={"length": length, "cap": cap})
         counts.stream_length, counts.stream_held = length, held
         return trimmed
+
+
+def _level(exc: Exception) -> int:
+    """DEBUG for a Redis outage (the outage log has said it once, retry.OutageLog), else WARNING."""
+    return logging.DEBUG if isinstance(exc, RequestError) and exc.retryable else logging.WARNING
