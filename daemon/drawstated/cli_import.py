@@ -103,6 +103,7 @@ def import_legacy(
             delete_source=delete_source,
         )
         client = connect(config)
+        client.ping()  # an unreachable Redis is said as such, before any report
     except ValueError as exc:
         _stop(f"bad configuration: {exc}", EXIT_USAGE)
     except OSError as exc:  # the password file or a TLS file
@@ -110,7 +111,8 @@ def import_legacy(
             f"cannot read {exc.filename} (${PASSWORD_FILE_ENV} or a TLS option): {exc.strerror}", EXIT_USAGE
         )
     except (redis.RedisError, RedisClusterException) as exc:
-        _stop(f"cannot reach Redis ({redact_url(config.redis_url) or 'cluster'}): {exc}", EXIT_REDIS)
+        where = ",".join(config.redis_cluster or config.redis_sentinels) or redact_url(config.redis_url)
+        _stop(f"cannot reach Redis ({where}): {exc}", EXIT_REDIS)
     report = Report(dry_run=dry_run)
     try:
         with client:

@@ -33,7 +33,7 @@ from drawstated.importer import (
     reason_of,
 )
 from tests.conftest import CLUSTER_PREFIX, direct_client
-from tests.support.topology import free_port
+from tests.support.topology import SentinelTopology, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "go_engine"
@@ -341,6 +341,42 @@ def test_a_run_with_nothing_refused_exits_0(redis_url, rdb):
     rdb.set(key, raw, px=60_000)
     code, report = _cli(redis_url, "--json")
     assert (code, report["imported"], report["refused"]) == (EXIT_OK, 1, 0)
+
+
+def test_import_through_sentinel_writes_on_the_master_it_names():
+    topology = SentinelTopology(replicas=0)
+    try:
+        key, raw = _valid(2)
+        with topology.master.client() as master:
+            master.set(key, raw, px=60_000)
+            result = _cli_text(
+                "--redis-sentinel", ",".join(topology.addresses), "--sentinel-master", topology.name, "--json"
+            )
+            assert result.returncode == EXIT_OK, result.stderr
+            assert orjson.loads(result.stdout)["imported"] == 1
+            assert master.exists("lottery:state:{player:0}:op_00002", "lottery:ops:{player:0}") == 2
+    finally:
+        topology.cleanup()
+
+
+def test_import_takes_the_redis_password_from_the_environment_only(own_redis):
+    password = "import-test-pa55"  # a throwaway password of this test's own server
+    with own_redis.client() as client:
+        key, raw = _valid(3)
+        client.set(key, raw)
+        client.config_set("requirepass", password)
+    refused = _cli_text("--redis-url", own_redis.url)
+    assert refused.returncode == EXIT_REDIS, refused.stderr
+    result = subprocess.run(
+        [sys.executable, "-c", "from drawstated.cli import main; main()", "import-legacy", "--json"],
+        env={**_env(), "DRAWSTATE_REDIS_URL": own_redis.url, "DRAWSTATE_REDIS_PASSWORD": password},
+        capture_output=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == EXIT_OK, result.stderr
+    assert orjson.loads(result.stdout)["imported"] == 1
+    assert password.encode() not in result.stdout + result.stderr + refused.stderr.encode()
 
 
 def test_an_unreachable_redis_exits_3_naming_it():
