@@ -27,14 +27,14 @@ end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local key_ttl_ms = ttl_ms + grace_ms
+local key_ttl_ms = string.format('%d', ttl_ms + grace_ms)  -- never '1e+14': PX takes integers only
 redis.call('SET', KEYS[1],
   head .. ',"version":1,"_token":"' .. token .. '","_expires":' .. string.format('%d', now + ttl_ms) .. '}',
   'PX', key_ttl_ms)
 -- Scored by the engine's last save (never in the future), so a newer operation the sidecar saved
 -- under the same lock key stays the one a load without an id finds.
 redis.call('ZADD', KEYS[2], math.min(saved_ms, now), operation_id)
-if redis.call('PTTL', KEYS[2]) < key_ttl_ms then
+if redis.call('PTTL', KEYS[2]) < tonumber(key_ttl_ms) then
   redis.call('PEXPIRE', KEYS[2], key_ttl_ms)
 end
 return 'imported'
