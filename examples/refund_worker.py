@@ -2,11 +2,13 @@
 
 Every operation ends in exactly one outcome event (complete, rollback or expire). The worker
 reads them through a consumer group, so several workers share the load and an event a worker
-died on comes back (to it, or to another after --claim-idle). It pays:
+died on comes back (to it, or to another after --claim-idle). It pays the draws that granted
+nothing (failed, or never made) of:
 
 - a `rollback` whose caller was not told to refund (`refunded_by_caller` false: the rollback was
   deferred during a Redis outage, or nobody was left to be told);
-- an `expire`: the operation was abandoned until its TTL passed.
+- an `expire`: the operation was abandoned until its TTL passed;
+- a `complete` with failed draws.
 
 Refunds are keyed by operation id in the worker's own ledger (SQLite here; your payments
 database in a game), so an event delivered twice is paid once. An event is acknowledged only
@@ -42,8 +44,6 @@ CREATE TABLE IF NOT EXISTS refunds (
 def refund_amount(event: OutcomeEvent) -> int:
     """The price of the draws that granted nothing: price_paid * ungranted / total."""
     price = int(event.metadata.get("price_paid", "0"))
-    if not event.existed or event.total_count == 0:
-        return price  # nothing was stored: nothing was drawn (the game's purchase record holds the price)
     return price * event.ungranted_count // event.total_count
 
 

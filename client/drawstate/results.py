@@ -70,7 +70,7 @@ class OutcomeEvent:
     `event` is "complete", "rollback" or "expire" (terminal: each operation has exactly one,
     possibly delivered twice, identical but for `id`), or "rollback-superseded" (a deferred
     rollback that found the operation ended another way: nothing to pay). A refund worker pays
-    `rollback` events with `refunded_by_caller` False, and `expire` events, keyed by `operation_id`.
+    what `refund_owed` says, keyed by `operation_id`.
     """
 
     id: str
@@ -123,8 +123,10 @@ class OutcomeEvent:
 
     @property
     def refund_owed(self) -> bool:
-        """Whether a refund worker pays this one: an expiry, or a rollback no caller was told to refund."""
-        return self.event == "expire" or (self.event == "rollback" and not self.refunded_by_caller)
+        """Whether a refund worker pays this one: an ending with draws that granted nothing (failed,
+        or never made) whose refund no rollback caller was told to pay. A complete can owe one too:
+        its failed draws."""
+        return self.terminal and self.existed and not self.refunded_by_caller and self.ungranted_count > 0
 
     @property
     def ungranted_count(self) -> int:

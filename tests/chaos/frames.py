@@ -100,6 +100,7 @@ OP_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "lock_key": lock_keys,
         "operation_id": operation_ids,
         "reason": _opt(st.text(max_size=40)),
+        "token": _opt(st.sampled_from(["t1", "t2", "", "bad token", "x" * 65])),
     },
     "complete": {"lock_key": lock_keys, "operation_id": operation_ids},
     "pending": {
@@ -113,6 +114,17 @@ OP_FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "since": _opt(st.integers(0, 2 * 10**9)),
         "limit": _opt(st.integers(1, 1000)),
         "cursor": _opt(st.sampled_from(["0-0", "1-1", "18446744073709551615-0", "99999999999999999999-0"])),
+    },
+    "outcomes": {
+        "group": st.sampled_from(["refunds", "g:1", "", "a b", "x" * 65]),
+        "consumer": st.sampled_from(["w1", "w-2", "", "é"]),
+        "limit": _opt(st.integers(1, 1000)),
+        "block_ms": _opt(st.integers(0, 50)),
+        "claim_idle_ms": _opt(st.integers(1, 10**6)),
+    },
+    "ack": {
+        "group": st.sampled_from(["refunds", "", "a b"]),
+        "ids": st.lists(st.sampled_from(["0-0", "1-1", "18446744073709551615-0", "x", ""]), max_size=3),
     },
 }
 

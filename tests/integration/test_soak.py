@@ -24,7 +24,8 @@ def test_short_soak_serves_every_flow_with_flat_memory_and_descriptors(tmp_path)
     report = _soak(tmp_path, "--duration", "8", "--rate", "400", "--processes", "2", timeout=60)
     assert report["errors"] == 0
     assert report["flows"] > 100
-    assert report["fds_end"] == report["fds_start"]
+    # The Redis pool opens its connections on demand (at most --redis-pool-size): a leak would grow.
+    assert report["fds_end"] <= report["fds_start"] + 2
     assert report["rss_end_mb"] - report["rss_start_mb"] < 8
 
 

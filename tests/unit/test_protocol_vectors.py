@@ -14,7 +14,7 @@ from drawstate.protocol import HEADER_SIZE, decode_body, encode_frame
 from tests.support.protocol_doc import PROTOCOL_DOC, doc_frames, load_vectors, vectors_document
 
 VECTORS = load_vectors()["vectors"]
-EXPECTED_VECTORS = 8  # §11.1 to §11.5: four requests' and replies' frames in all
+EXPECTED_VECTORS = 12  # §11.1 to §11.7: each example frame of the doc, requests and replies
 
 
 def _ids(vector: dict) -> str:
