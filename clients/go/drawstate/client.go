@@ -307,63 +307,6 @@ func (c *Client) Stats(ctx context.Context) (map[string]any, error) {
 	return out.Fields, nil
 }
 
-// AuditOptions select a page of audit.
-type AuditOptions struct {
-	LockKey string // "": every lock key
-	Since   int64  // unix seconds; 0: from the oldest event kept (ignored with Cursor)
-	Limit   int    // 0: the daemon's default (100)
-	Cursor  string // the previous page's Cursor
-}
-
-// Audit returns one page of the audit trail, oldest first.
-func (c *Client) Audit(ctx context.Context, opts AuditOptions) (AuditPage, error) {
-	req := &auditRequest{LockKey: opts.LockKey, Limit: opts.Limit, Cursor: opts.Cursor}
-	if opts.Since > 0 && opts.Cursor == "" {
-		req.Since = Expect(opts.Since)
-	}
-	var out eventsReply
-	if err := c.call(ctx, "audit", req, &out); err != nil {
-		return AuditPage{}, err
-	}
-	return AuditPage{Items: out.Items, Cursor: deref(out.Cursor)}, nil
-}
-
-// OutcomesOptions name a consumer of the outcome stream.
-type OutcomesOptions struct {
-	Group     string        // consumer group, 1-64 of [A-Za-z0-9_.:-]
-	Consumer  string        // this consumer's name, same format
-	Limit     int           // 0: the daemon's default (100)
-	Block     time.Duration // wait this long for an event when none is due (bounded by the deadline)
-	ClaimIdle time.Duration // also take over entries other consumers left unacknowledged this long
-}
-
-// Outcomes returns the next events for this consumer, oldest first; entries it
-// got and did not Ack come again first (at least once delivery).
-func (c *Client) Outcomes(ctx context.Context, opts OutcomesOptions) ([]Event, error) {
-	if _, ok := ctx.Deadline(); !ok && opts.Block > 0 {
-		var cancel context.CancelFunc // the default timeout covers the call, not the wait for events
-		ctx, cancel = context.WithTimeout(ctx, c.timeout+opts.Block)
-		defer cancel()
-	}
-	req := &outcomesRequest{Group: opts.Group, Consumer: opts.Consumer, Limit: opts.Limit,
-		ClaimIdleMs: opts.ClaimIdle.Milliseconds()}
-	if opts.Block > 0 {
-		req.BlockMs = Expect(opts.Block.Milliseconds())
-	}
-	var out eventsReply
-	if err := c.call(ctx, "outcomes", req, &out); err != nil {
-		return nil, err
-	}
-	return out.Items, nil
-}
-
-// Ack acknowledges handled outcome events of group; it returns how many were pending.
-func (c *Client) Ack(ctx context.Context, group string, ids []string) (int64, error) {
-	var out ackReply
-	err := c.call(ctx, "ack", &ackRequest{Group: group, IDs: ids}, &out)
-	return out.Acked, err
-}
-
 func deref(s *string) string {
 	if s == nil {
 		return ""

@@ -1,8 +1,10 @@
 package drawstate
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"sync"
 	"testing"
@@ -234,6 +236,106 @@ func TestAuditListsTheRollbackWithWhatItRemoved(t *testing.T) {
 		!reflect.DeepEqual(event.Metadata, state.Metadata) || event.ID == "" {
 		t.Errorf("event %+v", event)
 	}
+	// Its caller was told Final: the refund is the caller's, not a refund worker's.
+	if !event.RefundedByCaller || event.RefundOwed() || event.UngrantedCount() != 8 {
+		t.Errorf("refunded by caller %v, refund owed %v, ungranted %d",
+			event.RefundedByCaller, event.RefundOwed(), event.UngrantedCount())
+	}
+}
+
+// endingOf is the one outcome event of state's operation, read through audit.
+func endingOf(t *testing.T, c *Client, state DrawState) OutcomeEvent {
+	t.Helper()
+	page, err := c.Audit(ctxFor(t), AuditOptions{LockKey: state.LockKey})
+	must(t, err)
+	if len(page.Items) != 1 || page.Items[0].OperationID != state.OperationID {
+		t.Fatalf("audit of %s: %+v", state.LockKey, page.Items)
+	}
+	return page.Items[0]
+}
+
+func TestACompleteWithAFailedDrawOwesItsRefundThroughTheStream(t *testing.T) {
+	c, ctx := newClient(t), ctxFor(t)
+	state := newState(t) // 2 granted and draw 3 failed, of 10
+	state.TotalCount = 3
+	_, err := c.Save(ctx, &state, SaveOptions{})
+	must(t, err)
+	_, err = c.Complete(ctx, state.LockKey, state.OperationID)
+	must(t, err)
+	event := endingOf(t, c, state)
+	if event.Event != EventComplete || !event.Terminal() || !event.Existed || event.RefundedByCaller ||
+		event.Errors != 1 || !reflect.DeepEqual(event.FailedDraws, []int{3}) {
+		t.Fatalf("event %+v", event)
+	}
+	if event.UngrantedCount() != 1 || !event.RefundOwed() {
+		t.Errorf("the failed draw is owed: ungranted %d, refund owed %v", event.UngrantedCount(), event.RefundOwed())
+	}
+}
+
+func TestARollbackOfNothingStoredOwesNothing(t *testing.T) {
+	c, ctx := newClient(t), ctxFor(t)
+	state := newState(t)
+	result, err := c.Rollback(ctx, state.LockKey, state.OperationID, RollbackOptions{})
+	must(t, err)
+	event := endingOf(t, c, state)
+	if !result.Final || result.Existed || event.Existed || event.TotalCount != 0 || event.RefundOwed() {
+		t.Errorf("rollback %+v, event %+v (refund owed %v)", result, event, event.RefundOwed())
+	}
+}
+
+func TestEachOutcomeAcknowledgesAnEventOnlyOnceItsHandlerSucceeded(t *testing.T) {
+	c, ctx := newClient(t), ctxFor(t)
+	group := fmt.Sprintf("each.%d.%d", os.Getpid(), lockKeys.Add(1))
+	state := newState(t)
+	_, err := c.Save(ctx, &state, SaveOptions{})
+	must(t, err)
+	_, err = c.Complete(ctx, state.LockKey, state.OperationID)
+	must(t, err)
+	consume := ConsumeOptions{OutcomesOptions: OutcomesOptions{Group: group, Consumer: "w1", Block: 50 * time.Millisecond},
+		StopWhenIdle: true}
+
+	errPayment := errors.New("payments database down")
+	var handled []string
+	err = c.EachOutcome(ctx, consume, func(event OutcomeEvent) error {
+		if event.OperationID == state.OperationID {
+			return errPayment // every other event of the shared daemon is handled and acknowledged
+		}
+		handled = append(handled, event.ID)
+		return nil
+	})
+	if !errors.Is(err, errPayment) {
+		t.Fatalf("EachOutcome returned %v, not the handler's error", err)
+	}
+	mine := 0
+	must(t, c.EachOutcome(ctx, consume, func(event OutcomeEvent) error {
+		if event.OperationID == state.OperationID {
+			mine++
+		} else {
+			t.Errorf("event %s came again though its handler succeeded", event.ID)
+		}
+		return nil
+	}))
+	if mine != 1 {
+		t.Fatalf("the event whose handler failed came %d times, want once", mine)
+	}
+	must(t, c.EachOutcome(ctx, consume, func(event OutcomeEvent) error {
+		if event.OperationID == state.OperationID {
+			t.Errorf("event %s came again after its handler succeeded", event.ID)
+		}
+		return nil
+	}))
+}
+
+func TestEachOutcomeStopsWhenItsContextEnds(t *testing.T) {
+	c := newClient(t)
+	ctx, cancel := context.WithTimeout(ctxFor(t), 300*time.Millisecond)
+	defer cancel()
+	consume := ConsumeOptions{OutcomesOptions: OutcomesOptions{Group: fmt.Sprintf("idle.%d", lockKeys.Add(1)),
+		Consumer: "w1", Block: 100 * time.Millisecond}}
+	err := c.EachOutcome(ctx, consume, func(OutcomeEvent) error { return nil })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("got %v", err)
+	}
 }
 
 // Waits for the daemon's outcome-stream contract (outcomes, ack).
@@ -246,8 +348,8 @@ func TestOutcomesDeliverEachEndUntilItIsAcked(t *testing.T) {
 	_, err = c.Complete(ctx, state.LockKey, state.OperationID)
 	must(t, err)
 
-	find := func() []Event {
-		var mine []Event
+	find := func() []OutcomeEvent {
+		var mine []OutcomeEvent
 		events, err := c.Outcomes(ctx, OutcomesOptions{Group: group, Consumer: "c1", Limit: 1000})
 		must(t, err)
 		for _, event := range events {

@@ -123,34 +123,8 @@ type PendingPage struct {
 	Cursor string
 }
 
-// Event is one entry of the outcome stream (outcomes) or the audit trail (audit).
-type Event struct {
-	ID          string `msgpack:"id"`    // the stream entry id "<ms>-<seq>"
-	Event       string `msgpack:"event"` // "complete", "rollback", "expire", "rollback-superseded", "deferred-cleanup"
-	LockKey     string `msgpack:"lock_key"`
-	OperationID string `msgpack:"operation_id"`
-	Time        int64  `msgpack:"time"`
-	Reason      string `msgpack:"reason"`
-	// Existed says whether a state was removed (older daemons send it as 0/1; both read here).
-	Existed bool `msgpack:"-"`
-	// RefundedByCaller: a rollback caller got Final true, so a refund worker skips this event.
-	RefundedByCaller bool   `msgpack:"-"`
-	Deferred         bool   `msgpack:"-"`
-	ClosedBy         string `msgpack:"closed_by"`
-	// The removed state's parts, when a state was removed.
-	CompletedCount int               `msgpack:"completed_count"`
-	TotalCount     int               `msgpack:"total_count"`
-	Errors         int               `msgpack:"errors"`
-	FailedDraws    []int             `msgpack:"failed_draws"`
-	Results        []int64           `msgpack:"results"`
-	PrizeResults   []Prize           `msgpack:"prize_results"`
-	Metadata       map[string]string `msgpack:"metadata"`
-	// CorruptedState is the raw text of a removed state that could not be read.
-	CorruptedState string `msgpack:"corrupted_state"`
-}
-
 // AuditPage is one page of audit; Cursor is "" when the listing is done.
 type AuditPage struct {
-	Items  []Event
+	Items  []OutcomeEvent
 	Cursor string
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -59,6 +60,14 @@ func typed(name string) any {
 		return &loadReply{}
 	case "frame_too_large_reply":
 		return &replyHead{}
+	case "outcomes_request":
+		return &outcomesRequest{}
+	case "outcomes_reply":
+		return &outcomesReply{}
+	case "ack_request":
+		return &ackRequest{}
+	case "ack_reply":
+		return &ackReply{}
 	}
 	return nil
 }
@@ -164,6 +173,56 @@ func TestVectorRepliesReadAsTheClientReportsThem(t *testing.T) {
 	err = client.decode(vectors["frame_too_large_reply"].body(t), &tooLarge)
 	if !errors.Is(err, ErrFrameTooLarge) || tooLarge.ID != nil {
 		t.Errorf("frame_too_large reply gave %v, id %v", err, tooLarge.ID)
+	}
+
+	var outcomes outcomesReply
+	must(t, client.decode(vectors["outcomes_reply"].body(t), &outcomes))
+	want := OutcomeEvent{ID: "1796070520770-0", Event: EventRollback, LockKey: "user:42",
+		OperationID: "20240101_120000_1a2b3c4d", Time: 1796070520, Reason: "crash", Existed: true,
+		RefundedByCaller: true, CompletedCount: 1, TotalCount: 10, FailedDraws: []int{}, Results: []int64{7},
+		PrizeResults: []Prize{}, Metadata: map[string]string{}}
+	if len(outcomes.Items) != 1 || !reflect.DeepEqual(outcomes.Items[0], want) {
+		t.Fatalf("outcomes reply: %+v", outcomes.Items)
+	}
+	// The vector's event was paid by its rollback caller: nothing is owed to a refund worker.
+	if event := outcomes.Items[0]; !event.Terminal() || event.UngrantedCount() != 9 || event.RefundOwed() {
+		t.Errorf("terminal %v, ungranted %d, refund owed %v", event.Terminal(), event.UngrantedCount(), event.RefundOwed())
+	}
+	var ack ackReply
+	if err := client.decode(vectors["ack_reply"].body(t), &ack); err != nil || ack.Acked != 1 {
+		t.Errorf("ack reply: %+v, %v", ack, err)
+	}
+}
+
+func TestOutcomesAndAckSendTheFieldsOfTheirVectors(t *testing.T) {
+	vectors := map[string]vector{}
+	for _, v := range loadVectors(t) {
+		vectors[v.Name] = v
+	}
+	f := startFake(t, func(_ int, req map[string]any) map[string]any {
+		if req["op"] == "outcomes" {
+			return ok(req, map[string]any{"items": []any{}})
+		}
+		return ok(req, map[string]any{"acked": int64(1)})
+	})
+	c := NewClient(Options{SocketPath: f.path})
+	defer c.Close()
+	c.ids.Store(4) // the vectors' ids: 5, then 6
+	ctx := ctxFor(t)
+	_, err := c.Outcomes(ctx, OutcomesOptions{Group: "refunds", Consumer: "worker-1", Limit: 10})
+	must(t, err)
+	_, err = c.Ack(ctx, "refunds", []string{"1796070520770-0"})
+	must(t, err)
+	seen := f.seen()
+	for i, name := range []string{"outcomes_request", "ack_request"} {
+		var want map[string]any
+		must(t, decodeBody(vectors[name].body(t), &want))
+		normalize(want)
+		got := seen[i]
+		got["deadline_ms"], want["deadline_ms"] = nil, nil // the time left: not the vector's
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: the client sent %v, the vector is %v", name, got, want)
+		}
 	}
 }
 

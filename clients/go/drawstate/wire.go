@@ -140,10 +140,15 @@ type pendingReply struct {
 	Cursor *string       `msgpack:"cursor"`
 }
 
-type eventsReply struct {
+type auditReply struct {
 	replyHead
-	Items  []Event `msgpack:"items"`
-	Cursor *string `msgpack:"cursor"`
+	Items  []OutcomeEvent `msgpack:"items"`
+	Cursor *string        `msgpack:"cursor"`
+}
+
+type outcomesReply struct {
+	replyHead
+	Items []OutcomeEvent `msgpack:"items"`
 }
 
 type ackReply struct {
@@ -291,23 +296,6 @@ func (b *wireBool) DecodeMsgpack(d *msgpack.Decoder) error {
 	default:
 		return fmt.Errorf("msgpack: %T is not a bool", value)
 	}
-	return nil
-}
-
-// DecodeMsgpack reads an event; its flags may be bools or (older daemons) ints.
-func (ev *Event) DecodeMsgpack(d *msgpack.Decoder) error {
-	type plain Event // no DecodeMsgpack method: decoded field by field
-	var w struct {
-		plain
-		Existed          wireBool `msgpack:"existed"`
-		RefundedByCaller wireBool `msgpack:"refunded_by_caller"`
-		Deferred         wireBool `msgpack:"deferred"`
-	}
-	if err := d.Decode(&w); err != nil {
-		return err
-	}
-	*ev = Event(w.plain)
-	ev.Existed, ev.RefundedByCaller, ev.Deferred = bool(w.Existed), bool(w.RefundedByCaller), bool(w.Deferred)
 	return nil
 }
 
