@@ -28,7 +28,7 @@ type Options struct {
 type Client struct {
 	path    string
 	timeout time.Duration
-	ids     atomic.Int64
+	ids        atomic.Int64
 
 	mu     sync.Mutex
 	conn   *conn
@@ -82,8 +82,10 @@ func (c *Client) connection(ctx context.Context) (cn *conn, dialed bool, err err
 	return cn, true, nil
 }
 
-// call sends req and decodes the reply into out; it resends once on a new
-// connection when a connection it did not just open breaks under it.
+// call sends req and decodes the reply into out. When a connection it did not
+// just open breaks under it, it sends req once more on a new one. It fails with
+// sidecar_unavailable when no attempt went out (nothing can have happened), and
+// with sidecar_timeout when one did but no reply came (it may have taken effect).
 func (c *Client) call(ctx context.Context, op string, req request, out reply) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -91,24 +93,44 @@ func (c *Client) call(ctx context.Context, op string, req request, out reply) er
 		defer cancel()
 	}
 	deadline, _ := ctx.Deadline()
-	for attempt := 1; ; attempt++ {
+	sent := false // an attempt went out whole: from then on the outcome is unknown
+	var cause error
+	for attempt := 1; attempt <= 2; attempt++ {
 		cn, dialed, err := c.connection(ctx)
 		if err != nil {
-			return err
+			if !sent || errors.Is(err, ErrClientClosed) {
+				return err
+			}
+			cause = err
+			break
 		}
 		body, err := c.roundTrip(ctx, cn, op, req, deadline)
-		if err == nil {
+		switch {
+		case err == nil:
 			return c.decode(body, out)
-		}
-		if !errors.Is(err, errBroken) {
+		case errors.Is(err, ErrClientClosed):
+			return ErrClientClosed
+		case errors.Is(err, errNotSent): // checked first: its cause may be an earlier errBroken
+		case errors.Is(err, errBroken):
+			sent = true
+		default:
 			return err
 		}
-		if attempt == 2 || dialed || ctx.Err() != nil {
-			return newError(CodeSidecarUnavailable, fmt.Sprintf("connection to %s lost: %v", c.path, err), err)
+		cause = err
+		if dialed || ctx.Err() != nil {
+			break
 		}
 	}
+	if sent {
+		return newError(CodeSidecarTimeout,
+			fmt.Sprintf("connection to %s lost before the reply: %v", c.path, cause), cause)
+	}
+	return newError(CodeSidecarUnavailable, fmt.Sprintf("could not send to %s: %v", c.path, cause), cause)
 }
 
+// roundTrip sends one attempt and waits for its reply. An error wraps errNotSent
+// or errBroken, or is the *Error of a request that cannot be encoded or of a
+// reply that did not come before ctx ended (sidecar_timeout, wrapping ctx.Err()).
 func (c *Client) roundTrip(ctx context.Context, cn *conn, op string, req request, deadline time.Time) ([]byte, error) {
 	id := c.ids.Add(1)
 	*req.head() = envelope{ID: id, Op: op, DeadlineMs: remainingMs(deadline)}
@@ -129,11 +151,8 @@ func (c *Client) roundTrip(ctx context.Context, cn *conn, op string, req request
 		return res.body, res.err
 	case <-ctx.Done():
 		cn.forget(id) // a late reply is dropped by the reader; the connection stays usable
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, newError(CodeSidecarUnavailable,
-				fmt.Sprintf("no reply from %s within the call's deadline", c.path), ctx.Err())
-		}
-		return nil, ctx.Err()
+		return nil, newError(CodeSidecarTimeout,
+			fmt.Sprintf("no reply from %s before the call ended (%v)", c.path, ctx.Err()), ctx.Err())
 	}
 }
 

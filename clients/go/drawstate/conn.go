@@ -15,9 +15,23 @@ import (
 // readBufferBytes sizes the reader in front of the socket: most replies fit whole.
 const readBufferBytes = 64 << 10
 
-// errBroken marks a request whose connection broke before its reply came:
-// its outcome is unknown, and every op is safe to send again (protocol §10).
+// errBroken marks a request whose connection broke after the request was
+// written whole, before its reply came: its outcome is unknown (it may have
+// taken effect), and every op is safe to send again (protocol §10).
 var errBroken = errors.New("connection to the daemon broke")
+
+// errNotSent marks a request that never went out whole (the connection was
+// already broken, the deadline had passed, or the write stopped short): the
+// daemon reads only whole frames, so it cannot have acted on it.
+var errNotSent = errors.New("request not sent")
+
+// notSent is errNotSent with its cause, both visible to errors.Is (Go 1.19 has
+// no fmt.Errorf with two %w).
+type notSent struct{ cause error }
+
+func (e *notSent) Error() string        { return "request not sent: " + e.cause.Error() }
+func (e *notSent) Unwrap() error        { return e.cause }
+func (e *notSent) Is(target error) bool { return target == errNotSent }
 
 // result is what the reader hands a waiting call: a reply body, or why there is none.
 type result struct {
@@ -55,13 +69,18 @@ func (c *conn) broken() error {
 	return c.err
 }
 
-// send writes one frame and returns the channel its reply will come on.
+// send writes one frame and returns the channel its reply will come on. An
+// error wraps errNotSent: the frame did not go out whole.
 func (c *conn) send(ctx context.Context, id int64, frame []byte) (<-chan result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &notSent{err}
+	}
 	ch := make(chan result, 1)
 	c.mu.Lock()
 	if c.err != nil {
+		err := c.err
 		c.mu.Unlock()
-		return nil, c.err
+		return nil, &notSent{err}
 	}
 	c.pending[id] = ch // before the write: the reply may come before Write returns
 	c.mu.Unlock()
@@ -69,12 +88,16 @@ func (c *conn) send(ctx context.Context, id int64, frame []byte) (<-chan result,
 	c.writeMu.Lock()
 	deadline, _ := ctx.Deadline()
 	_ = c.nc.SetWriteDeadline(deadline)
-	_, err := c.nc.Write(frame)
+	n, err := c.nc.Write(frame)
 	c.writeMu.Unlock()
 	if err != nil {
-		// A write cut short leaves part of a frame on the stream: nothing after it could be read.
-		c.fail(fmt.Errorf("%w: %v", errBroken, err))
-		return nil, c.broken()
+		c.forget(id)
+		var timeout net.Error
+		if n > 0 || !errors.As(err, &timeout) || !timeout.Timeout() {
+			// Part of a frame on the stream, or a dead socket: nothing after it could be read.
+			c.fail(fmt.Errorf("%w: %v", errBroken, err))
+		} // else nothing was written: the stream is still in step and the connection stays
+		return nil, &notSent{err}
 	}
 	return ch, nil
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Wire error codes (docs/protocol.md §9), plus the client-side CodeSidecarUnavailable.
+// Wire error codes (docs/protocol.md §9), plus the client-side CodeSidecarUnavailable and CodeSidecarTimeout.
 const (
 	CodeInvalidRequest     = "invalid_request"
 	CodeDrawStateCorrupted = "draw_state_corrupted"
@@ -21,8 +21,13 @@ const (
 	CodeFrameTooLarge      = "frame_too_large"
 	CodeInternal           = "internal"
 	// CodeSidecarUnavailable never appears on the wire: the daemon could not be
-	// reached (no socket, refused, broken connection) or did not answer in time.
+	// reached (no socket, connection refused, an unsafe default socket
+	// directory), so nothing was sent.
 	CodeSidecarUnavailable = "sidecar_unavailable"
+	// CodeSidecarTimeout never appears on the wire: the request went out, but no
+	// reply came within the deadline, or the connection broke first, so it MAY
+	// have taken effect. Resend it unchanged (same token) to learn the outcome.
+	CodeSidecarTimeout = "sidecar_timeout"
 )
 
 // retryable says, per known code, whether sending the same request again may succeed.
@@ -41,10 +46,16 @@ var retryable = map[string]bool{
 	CodeFrameTooLarge:      false,
 	CodeInternal:           false,
 	CodeSidecarUnavailable: true,
+	CodeSidecarTimeout:     true,
 }
 
+// parentCode makes a code also match a broader sentinel, as the Python client's
+// SidecarTimeout subclasses SidecarUnavailable: errors.Is(err, ErrSidecarUnavailable)
+// holds for both, errors.Is(err, ErrSidecarTimeout) only for the request that went out.
+var parentCode = map[string]string{CodeSidecarTimeout: CodeSidecarUnavailable}
+
 // Error is every failure the daemon reports, and the client's own
-// sidecar_unavailable. Match it with errors.Is against the sentinels below
+// sidecar_unavailable and sidecar_timeout. Match it with errors.Is against the sentinels below
 // (the code decides), or errors.As to read Details.
 type Error struct {
 	// Code is the wire code (one of the Code constants, or a newer one).
@@ -69,10 +80,19 @@ func (e *Error) Error() string {
 // Unwrap returns the cause of a client-side error.
 func (e *Error) Unwrap() error { return e.Err }
 
-// Is reports whether target is the sentinel of e's code.
+// Is reports whether target is the sentinel of e's code, or of the code it refines
+// (ErrSidecarUnavailable for a sidecar_timeout).
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.sentinel() && t.Code == e.Code
+	if !ok || !t.sentinel() {
+		return false
+	}
+	for code := e.Code; code != ""; code = parentCode[code] {
+		if t.Code == code {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Error) sentinel() bool { return e.Message == "" && e.Details == nil && e.Err == nil }
@@ -115,10 +135,18 @@ var (
 	ErrDeadlineExceeded   = sentinel(CodeDeadlineExceeded)
 	ErrOverloaded         = sentinel(CodeOverloaded)
 	ErrDurabilityNotMet   = sentinel(CodeDurabilityNotMet)
+	// ErrOutcomeUnknown: whether the request took effect is not known. The daemon
+	// answers it when a rollback was applied but who pays could not be confirmed in
+	// time; MultiDraw returns it when a save or rollback may have been applied and
+	// resending it gave no definite answer within the resend deadline. Resend it as
+	// it was (same token) to learn the answer; until then neither grant nor refund.
 	ErrOutcomeUnknown     = sentinel(CodeOutcomeUnknown)
 	ErrFrameTooLarge      = sentinel(CodeFrameTooLarge)
 	ErrInternal           = sentinel(CodeInternal)
 	ErrSidecarUnavailable = sentinel(CodeSidecarUnavailable)
+	// ErrSidecarTimeout also matches ErrSidecarUnavailable; where the context's
+	// deadline ended the wait it matches context.DeadlineExceeded too.
+	ErrSidecarTimeout = sentinel(CodeSidecarTimeout)
 )
 
 // ErrClientClosed is returned by calls on a Client after Close.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +24,8 @@ import (
 // request, answer late, answer with id nil).
 
 // fakeDaemon answers each request with handle(connection number, request);
-// a nil reply closes the connection without answering.
+// a nil reply closes the connection without answering, and silent leaves the
+// request unanswered on an open connection.
 type fakeDaemon struct {
 	path     string
 	listener net.Listener
@@ -31,9 +34,16 @@ type fakeDaemon struct {
 	handle   func(conn int, req map[string]any) map[string]any
 }
 
+// silent is the reply that answers nothing and keeps the connection open.
+var silent = map[string]any{"silent": true}
+
 func startFake(t *testing.T, handle func(conn int, req map[string]any) map[string]any) *fakeDaemon {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "f.sock")
+	return startFakeAt(t, filepath.Join(t.TempDir(), "f.sock"), handle)
+}
+
+func startFakeAt(t *testing.T, path string, handle func(conn int, req map[string]any) map[string]any) *fakeDaemon {
+	t.Helper()
 	listener, err := net.Listen("unix", path)
 	must(t, err)
 	f := &fakeDaemon{path: path, listener: listener, handle: handle}
@@ -75,9 +85,21 @@ func (f *fakeDaemon) serveConn(n int, nc net.Conn) {
 		if reply == nil {
 			return
 		}
+		if reply["silent"] == true {
+			continue
+		}
 		out, _ := msgpack.Marshal(reply)
 		_, _ = nc.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(out))), out...))
 	}
+}
+
+// ops is the op of each request seen, in order.
+func (f *fakeDaemon) ops() []string {
+	var ops []string
+	for _, req := range f.seen() {
+		ops = append(ops, req["op"].(string))
+	}
+	return ops
 }
 
 func (f *fakeDaemon) seen() []map[string]any {
@@ -123,13 +145,63 @@ func TestABrokenConnectionIsResentOnceWithTheSameToken(t *testing.T) {
 	}
 }
 
-func TestAConnectionThatBreaksRightAfterOpeningIsNotResent(t *testing.T) {
+func TestAConnectionThatBreaksRightAfterOpeningIsNotResentAndIsSidecarTimeout(t *testing.T) {
 	f := startFake(t, func(int, map[string]any) map[string]any { return nil })
 	c := NewClient(Options{SocketPath: f.path})
 	defer c.Close()
 	_, err := c.Ping(ctxFor(t))
-	if !errors.Is(err, ErrSidecarUnavailable) || len(f.seen()) != 1 {
+	// The request went out: it may have taken effect, so it is a timeout, which is also "unavailable".
+	if !errors.Is(err, ErrSidecarTimeout) || !errors.Is(err, ErrSidecarUnavailable) || !IsRetryable(err) ||
+		len(f.seen()) != 1 {
 		t.Errorf("got %v after %d requests", err, len(f.seen()))
+	}
+}
+
+func TestAConnectionLostUnderTheRequestAndItsResendIsSidecarTimeout(t *testing.T) {
+	f := startFake(t, func(_ int, req map[string]any) map[string]any {
+		if req["op"] == "save" {
+			return nil // every connection dies holding the save
+		}
+		return ok(req, map[string]any{"redis": "up"})
+	})
+	c := NewClient(Options{SocketPath: f.path})
+	defer c.Close()
+	ctx := ctxFor(t)
+	_, err := c.Ping(ctx)
+	must(t, err)
+	state := newState(t)
+	_, err = c.Save(ctx, &state, SaveOptions{})
+	e := wantCode(t, err, ErrSidecarTimeout)
+	if !errors.Is(err, ErrSidecarUnavailable) || e.Code != CodeSidecarTimeout {
+		t.Errorf("got %#v", err)
+	}
+	if ops := f.ops(); !reflect.DeepEqual(ops, []string{"ping", "save", "save"}) {
+		t.Errorf("requests %v: the save is sent once more, then given up", ops)
+	}
+}
+
+func TestACallWhoseContextEndedSendsNothingAndKeepsTheConnection(t *testing.T) {
+	f := startFake(t, func(conn int, req map[string]any) map[string]any {
+		return ok(req, map[string]any{"redis": fmt.Sprint("conn ", conn)})
+	})
+	c := NewClient(Options{SocketPath: f.path})
+	defer c.Close()
+	ctx := ctxFor(t)
+	_, err := c.Ping(ctx)
+	must(t, err)
+	ended, cancel := context.WithTimeout(ctx, time.Nanosecond)
+	defer cancel()
+	<-ended.Done()
+	state := newState(t)
+	_, err = c.Save(ended, &state, SaveOptions{})
+	if !errors.Is(err, ErrSidecarUnavailable) || errors.Is(err, ErrSidecarTimeout) ||
+		!errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a call past its deadline before sending: %v", err)
+	}
+	result, err := c.Ping(ctx)
+	must(t, err)
+	if ops := f.ops(); !reflect.DeepEqual(ops, []string{"ping", "ping"}) || result.Redis != "conn 1" {
+		t.Errorf("requests %v, the second ping on %q: want nothing sent, the connection kept", ops, result.Redis)
 	}
 }
 
@@ -151,7 +223,7 @@ func TestDeadlineMsIsTheTimeTheContextLeaves(t *testing.T) {
 	}
 }
 
-func TestNoReplyWithinTheDeadlineIsSidecarUnavailableAndTheLateReplyIsDropped(t *testing.T) {
+func TestNoReplyWithinTheDeadlineIsSidecarTimeoutAndTheLateReplyIsDropped(t *testing.T) {
 	release := make(chan struct{})
 	f := startFake(t, func(_ int, req map[string]any) map[string]any {
 		if req["op"] == "stats" {
@@ -164,7 +236,8 @@ func TestNoReplyWithinTheDeadlineIsSidecarUnavailableAndTheLateReplyIsDropped(t 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	_, err := c.Stats(ctx)
-	if !errors.Is(err, ErrSidecarUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, ErrSidecarTimeout) || !errors.Is(err, ErrSidecarUnavailable) ||
+		!errors.Is(err, context.DeadlineExceeded) || !IsRetryable(err) {
 		t.Fatalf("got %v", err)
 	}
 	close(release)
