@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +17,8 @@ const DefaultTimeout = time.Second
 // Options configure a Client; the zero value means the defaults.
 type Options struct {
 	// SocketPath is the daemon's socket; "" resolves it with DefaultSocketPath.
+	// Only a path nobody chose (neither this nor $DRAWSTATE_SOCKET) has its
+	// directory checked before each connect (UnsafeSocketDir).
 	SocketPath string
 	// Timeout bounds each call whose context has no deadline (default DefaultTimeout).
 	Timeout time.Duration
@@ -28,6 +32,9 @@ type Options struct {
 type Client struct {
 	path    string
 	timeout time.Duration
+	// defaultDir is the socket's directory when the path is the default one: checked before
+	// each connect, since another local user could have made it. "" for a chosen path.
+	defaultDir string
 	ids        atomic.Int64
 
 	mu     sync.Mutex
@@ -39,7 +46,11 @@ type Client struct {
 func NewClient(opts Options) *Client {
 	c := &Client{path: opts.SocketPath, timeout: opts.Timeout}
 	if c.path == "" {
-		c.path = DefaultSocketPath()
+		c.path = os.Getenv(SocketEnv)
+	}
+	if c.path == "" {
+		c.path = implicitSocketPath()
+		c.defaultDir = filepath.Dir(c.path)
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
@@ -72,6 +83,12 @@ func (c *Client) connection(ctx context.Context) (cn *conn, dialed bool, err err
 	}
 	if c.conn != nil && c.conn.broken() == nil {
 		return c.conn, false, nil
+	}
+	if c.defaultDir != "" {
+		if problem := UnsafeSocketDir(c.defaultDir); problem != "" {
+			return nil, false, newError(CodeSidecarUnavailable,
+				fmt.Sprintf("refusing to connect to %s: %s", c.path, problem), nil)
+		}
 	}
 	cn, err = dial(ctx, c.path)
 	if err != nil {
