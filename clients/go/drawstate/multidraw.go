@@ -4,25 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand"
 	"time"
 )
 
-// Save retries, as the Python MultiDraw does them.
+// Bounds the daemon puts on what a session sends.
 const (
-	// SaveAttempts is how often one save is sent on a retryable error, always with the same token.
-	SaveAttempts = 3
-	// RetryBackoff is the first pause between attempts (doubled each time, with jitter).
-	RetryBackoff = 50 * time.Millisecond
 	// MaxErrorMessageChars and MaxReasonChars are the daemon's bounds on a failed draw's message and a rollback's reason.
 	MaxErrorMessageChars = 1024
 	MaxReasonChars       = 512
 )
 
-// SessionOptions apply to every save of a MultiDraw.
+// SessionOptions apply to every save and rollback of a MultiDraw.
 type SessionOptions struct {
 	TTL        time.Duration // how long the state outlives each save; 0: the daemon's default
 	Durability string        // "ack" or "replicated"; "": the daemon's default
+	// ResendDeadline is how long a save or rollback is resent, with the same
+	// token, while its answer is retryable; 0: DefaultResendDeadline. Past it
+	// the call returns ErrOutcomeUnknown when it may have taken effect, else
+	// the last error. The call's context may end it sooner.
+	ResendDeadline time.Duration
+	// RollbackToken is the token this session's rollback goes out with; "": a
+	// new one. A process that may die between a rollback and paying its refund
+	// stores MultiDraw.RollbackToken first and, after a restart, resumes the
+	// operation with it (NoClaim) and rolls back again: the same answer comes back.
+	RollbackToken string
 }
 
 // StartOptions make a new operation.
@@ -41,7 +46,7 @@ type ResumeOptions struct {
 	NoClaim bool
 }
 
-// Refund is what a rolled-back operation had granted.
+// Refund is what a rolled-back operation had granted, and whether this caller pays its refund.
 type Refund struct {
 	// State is what the daemon removed (the authority on what was granted), or,
 	// when Redis held nothing any more or the rollback was deferred, the state
@@ -49,11 +54,17 @@ type Refund struct {
 	State DrawState
 	// Cleanup is "done" or "deferred".
 	Cleanup string
-	// Final is true when this session rolled the operation back: it pays the
-	// refund. When false (a deferred rollback) the refund comes from the outcome stream.
+	// Final true: this session rolled the operation back and pays the refund,
+	// now, from State (idempotently, keyed by operation id). Final false: do not
+	// refund here: the rollback was deferred (Redis unreachable; the daemon
+	// applies it later) or its refund was given to the outcome stream, whose
+	// event a refund worker pays; State is then for display only.
 	Final bool
-	// Existed says whether a state was stored when the rollback was applied.
+	// Existed says whether a state was stored when the rollback was applied
+	// (false when nothing was stored, and while deferred).
 	Existed bool
+	// Token is the token the rollback went out with.
+	Token string
 }
 
 // GrantedCount is the number of draws that granted something.
@@ -78,6 +89,10 @@ func (r Refund) UngrantedCount() int { return r.State.TotalCount - r.State.Compl
 // got ErrVersionConflict or ErrOperationClosed has lost the operation and
 // refuses every further record, complete and rollback (resume it anew).
 //
+// Saves and rollbacks are resent with the same token while their answer is
+// retryable, up to SessionOptions.ResendDeadline; then ErrOutcomeUnknown if
+// they may have taken effect (see Record and Rollback), else the last error.
+//
 // A MultiDraw is one flow of one process: it is not safe for concurrent use.
 type MultiDraw struct {
 	client  *Client
@@ -99,7 +114,14 @@ type unsavedSave struct {
 }
 
 func newSession(client *Client, state DrawState, opts SessionOptions) *MultiDraw {
-	return &MultiDraw{client: client, opts: opts, state: state.Clone(), rollbackToken: NewToken()}
+	if opts.ResendDeadline <= 0 {
+		opts.ResendDeadline = DefaultResendDeadline
+	}
+	token := opts.RollbackToken
+	if token == "" {
+		token = NewToken()
+	}
+	return &MultiDraw{client: client, opts: opts, state: state.Clone(), rollbackToken: token}
 }
 
 // StartMultiDraw saves the initial state (no draws yet) of a new operation,
@@ -178,9 +200,14 @@ func (m *MultiDraw) RecordFailure(ctx context.Context, cause error) (int, error)
 	})
 }
 
-// record saves the next draw. If the save fails with a retryable error the
-// draw is not recorded: record the same draw again (the same save is resent,
-// so it cannot apply twice), or stop and leave the operation to ResumeMultiDraw.
+// record saves the next draw. The save is resent with the same token while
+// its answer is retryable, up to the resend deadline. If no definite answer
+// comes: ErrOutcomeUnknown when the save may have been applied (the draw is in
+// doubt: do not grant it now), else the error (the draw is not recorded).
+// Either way, record the same draw again (the same save is resent, so it
+// cannot apply twice), or stop and leave the operation to ResumeMultiDraw,
+// where every result in the state is owed to the player: grant idempotently,
+// keyed by (operation id, draw index).
 func (m *MultiDraw) record(ctx context.Context, add func(*DrawState)) (int, error) {
 	if err := m.usable(); err != nil {
 		return 0, err
@@ -219,9 +246,11 @@ func (m *MultiDraw) Complete(ctx context.Context, allowPartial bool) (DrawState,
 	return m.State(), nil
 }
 
-// Rollback removes the operation and returns what it had granted, for the
-// refund. Every call of one session sends the same token, so a repeat (after
-// ErrOutcomeUnknown or a lost reply) learns the same outcome; once it
+// Rollback removes the operation and returns what it had granted and who
+// refunds it (Refund.Final). Every call of one session sends the same token
+// (RollbackToken), resent while the answer is retryable, up to the resend
+// deadline; with no definite answer by then, ErrOutcomeUnknown: call Rollback
+// again later (same token, same answer), and refund nothing meanwhile. Once it
 // succeeded, later calls return the same Refund.
 func (m *MultiDraw) Rollback(ctx context.Context, reason string) (Refund, error) {
 	if m.refund != nil {
@@ -234,7 +263,7 @@ func (m *MultiDraw) Rollback(ctx context.Context, reason string) (Refund, error)
 		reason = string(runes[:MaxReasonChars])
 	}
 	var result RollbackResult
-	err := m.retry(ctx, func() error {
+	err := resend(ctx, m.opts.ResendDeadline, "the rollback of operation "+m.state.OperationID, func() error {
 		var err error
 		result, err = m.client.RollbackState(ctx, &m.state, RollbackOptions{Reason: reason, Token: m.rollbackToken})
 		return err
@@ -242,14 +271,22 @@ func (m *MultiDraw) Rollback(ctx context.Context, reason string) (Refund, error)
 	if err != nil {
 		return Refund{}, err
 	}
+	// The state Redis held is the authority; when none was stored, or the rollback is
+	// deferred, what this session saved last is what it knows was granted.
 	removed := m.State()
 	if result.State != nil {
 		removed = *result.State
 	}
 	m.closed = "rollback"
-	m.refund = &Refund{State: removed, Cleanup: result.Cleanup, Final: result.Final, Existed: result.Existed}
+	m.refund = &Refund{State: removed, Cleanup: result.Cleanup, Final: result.Final, Existed: result.Existed,
+		Token: m.rollbackToken}
 	return *m.refund, nil
 }
+
+// RollbackToken is the token this session's rollback goes out with: store it
+// before rolling back if the process may die before paying the refund, and
+// resend with it after a restart (SessionOptions.RollbackToken).
+func (m *MultiDraw) RollbackToken() string { return m.rollbackToken }
 
 // State is a copy of the state as last saved (version included).
 func (m *MultiDraw) State() DrawState { return m.state.Clone() }
@@ -306,31 +343,32 @@ func (m *MultiDraw) now() int64 {
 }
 
 // save sends candidate over the last saved state with the version last seen
-// (or expect), retrying retryable errors with one token.
+// (or expect), resending retryable failures with one token.
 func (m *MultiDraw) save(ctx context.Context, candidate DrawState, expect *int64) error {
 	if expect == nil {
 		expect = Expect(m.state.Version)
 	}
 	send, token := m.requestFor(candidate)
 	var result SaveResult
-	err := m.retry(ctx, func() error {
+	err := resend(ctx, m.opts.ResendDeadline, "a save of operation "+m.state.OperationID, func() error {
 		attempt := send.Clone()
 		var err error
 		result, err = m.client.Save(ctx, &attempt, SaveOptions{Token: token, ExpectVersion: expect,
 			TTL: m.opts.TTL, Durability: m.opts.Durability})
-		var e *Error
-		if errors.As(err, &e) && (e.Code == CodeVersionConflict || e.Code == CodeOperationClosed) {
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrVersionConflict) || errors.Is(err, ErrOperationClosed) {
+			var e *Error
+			errors.As(err, &e)
 			m.lost = e // another process owns or closed it: stop here
 		}
-		// A retryable failure may still have been applied: keep it, to resend as it is.
+		// A retryable failure (ErrOutcomeUnknown too) may still have been applied: keep it, to resend as it is.
 		if IsRetryable(err) {
 			m.unsaved = &unsavedSave{state: send, token: token}
 		} else {
 			m.unsaved = nil
 		}
-		return err
-	})
-	if err != nil {
 		return err
 	}
 	m.unsaved = nil
@@ -346,24 +384,6 @@ func (m *MultiDraw) requestFor(candidate DrawState) (DrawState, string) {
 		return m.unsaved.state.Clone(), m.unsaved.token
 	}
 	return candidate, NewToken()
-}
-
-// retry runs send up to SaveAttempts times while it fails with a retryable error.
-func (m *MultiDraw) retry(ctx context.Context, send func() error) error {
-	backoff := RetryBackoff
-	for attempt := 1; ; attempt++ {
-		err := send()
-		if err == nil || !IsRetryable(err) || attempt == SaveAttempts {
-			return err
-		}
-		pause := time.Duration(float64(backoff) * (0.5 + rand.Float64())) // jitter, not crypto
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(pause):
-		}
-		backoff *= 2
-	}
 }
 
 // sameDraws compares two states ignoring last_update_time, version and failed draws' timestamps.

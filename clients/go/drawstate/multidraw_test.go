@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // MultiDraw against a real daemon: the same rules as the Python client's MultiDraw.
@@ -180,5 +181,65 @@ func TestTheSessionThatRollsBackPaysTheRefund(t *testing.T) {
 	other, err := ResumeMultiDraw(ctx, c, draw.LockKey(), draw.OperationID(), ResumeOptions{})
 	if err != nil || other != nil {
 		t.Errorf("a rolled-back operation resumes as %+v, %v", other, err)
+	}
+}
+
+func TestARollbackResentWithTheSessionsTokenGetsTheSameAnswerNotOperationClosed(t *testing.T) {
+	c, ctx := newClient(t), ctxFor(t)
+	draw, err := StartMultiDraw(ctx, c, lockKey(t), 10, StartOptions{})
+	must(t, err)
+	_, err = draw.RecordPrize(ctx, gold)
+	must(t, err)
+	// The session's first rollback reached the daemon, and its reply was lost.
+	state := draw.State()
+	first, err := c.RollbackState(ctx, &state, RollbackOptions{Token: draw.RollbackToken()})
+	must(t, err)
+	refund, err := draw.Rollback(ctx, "resent")
+	must(t, err)
+	if !first.Final || !refund.Final || !refund.Existed || refund.GrantedCount() != 1 || refund.UngrantedCount() != 9 {
+		t.Errorf("first %+v, the session's resend %+v", first, refund)
+	}
+}
+
+func TestARollbackTokenStoredBeforeACrashIsTheOneTheNextSessionSends(t *testing.T) {
+	c, ctx := newClient(t), ctxFor(t)
+	draw, err := StartMultiDraw(ctx, c, lockKey(t), 10, StartOptions{})
+	must(t, err)
+	stored := draw.RollbackToken() // kept by the game before it rolls back, then it "crashes"
+	next, err := ResumeMultiDraw(ctx, c, draw.LockKey(), draw.OperationID(), ResumeOptions{NoClaim: true,
+		SessionOptions: SessionOptions{RollbackToken: stored}})
+	must(t, err)
+	refund, err := next.Rollback(ctx, "after a crash")
+	must(t, err)
+	if next.RollbackToken() != stored || refund.Token != stored || !refund.Final {
+		t.Fatalf("token %s, refund %+v; stored %s", next.RollbackToken(), refund, stored)
+	}
+	// The daemon knows that token as the rollback's caller: a resend with it is answered alike.
+	again, err := c.Rollback(ctx, draw.LockKey(), draw.OperationID(), RollbackOptions{Token: stored})
+	must(t, err)
+	if !again.Final || !again.Existed {
+		t.Errorf("a resend with the stored token: %+v", again)
+	}
+	_, err = c.Rollback(ctx, draw.LockKey(), draw.OperationID(), RollbackOptions{Token: NewToken()})
+	wantCode(t, err, ErrOperationClosed)
+}
+
+func TestARollbackWhileRedisIsUnreachableIsDeferredAndNotTheCallersToRefund(t *testing.T) {
+	needDaemon(t)
+	d, err := startOwnDaemon(t)
+	must(t, err)
+	// The daemon spends the call's deadline on Redis before deferring: keep it short.
+	c := NewClient(Options{SocketPath: d.Socket, Timeout: time.Second})
+	defer c.Close()
+	ctx := ctxFor(t)
+	draw, err := StartMultiDraw(ctx, c, lockKey(t), 10, StartOptions{})
+	must(t, err)
+	_, err = draw.RecordPrize(ctx, gold)
+	must(t, err)
+	d.StopRedis()
+	refund, err := draw.Rollback(ctxWithoutDeadline(t), "redis down")
+	must(t, err)
+	if refund.Final || refund.Existed || refund.Cleanup != "deferred" || refund.GrantedCount() != 1 {
+		t.Errorf("a deferred rollback: %+v", refund)
 	}
 }

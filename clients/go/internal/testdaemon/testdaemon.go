@@ -156,6 +156,12 @@ func (d *Daemon) StopDaemon() {
 	d.daemon = nil
 }
 
+// StopRedis stops redis-server and leaves the daemon running: Redis is unreachable from then on.
+func (d *Daemon) StopRedis() {
+	stop(d.redis)
+	d.redis = nil
+}
+
 // Stop stops both processes and removes the directory.
 func (d *Daemon) Stop() {
 	stop(d.daemon)
