@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from drawstate.limits import MAX_FRAME_BYTES, Limits
+from drawstate.limits import MAX_FRAME_BYTES, MIB, Limits
 from drawstate.paths import default_socket_path
 from drawstated.keys import check_prefix
 
@@ -28,6 +28,11 @@ REPLY_MARGIN_MS = 15
 MAX_CONNECTIONS = 1024
 #: A client that never reads can pin this many replies (each up to a state) in daemon memory.
 MAX_INFLIGHT_PER_CONNECTION = 32
+#: Bytes the daemon holds for all clients at once: unread input, requests in flight (decoded,
+#: plus a reserve for their replies) and replies not taken yet. Past it, no connection is read.
+MAX_INFLIGHT_BYTES = 192 * MIB
+#: The same for one connection: past it, that connection is not read until its requests finish.
+MAX_INFLIGHT_BYTES_PER_CONNECTION = 48 * MIB
 #: A connection silent this long while holding a partial frame is closed (slow-loris guard).
 PARTIAL_FRAME_TIMEOUT_S = 10.0
 SOCKET_MODE = 0o660
@@ -120,6 +125,8 @@ class Config:
     max_frame_bytes: int = MAX_FRAME_BYTES
     max_connections: int = MAX_CONNECTIONS
     max_inflight_per_connection: int = MAX_INFLIGHT_PER_CONNECTION
+    max_inflight_bytes: int = MAX_INFLIGHT_BYTES
+    max_inflight_bytes_per_connection: int = MAX_INFLIGHT_BYTES_PER_CONNECTION
     partial_frame_timeout_s: float = PARTIAL_FRAME_TIMEOUT_S
     socket_mode: int = SOCKET_MODE
     socket_group: str | None = None
@@ -170,7 +177,13 @@ class Config:
             raise ValueError(f"durability must be ack or replicated, got {self.durability!r}")
         if self.socket_mode & 0o007:
             raise ValueError(f"socket mode {self.socket_mode:o} would make the socket world-accessible")
-        for name in ("max_connections", "max_inflight_per_connection", "redis_pool_size"):
+        for name in (
+            "max_connections",
+            "max_inflight_per_connection",
+            "max_inflight_bytes",
+            "max_inflight_bytes_per_connection",
+            "redis_pool_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
 

@@ -1,9 +1,11 @@
 """One client connection: frames in, a task per request, replies out, with backpressure.
 
 An asyncio Protocol (not streams): bytes are cut into frames by their length
-prefix and decoded once. A connection may have up to max_inflight requests
-running; at the cap, or while the client is not reading its replies, the
-daemon stops reading from it (pause_reading) until there is room again.
+prefix and decoded once, within the daemon's decoding limits (decoding.py). A
+connection may have up to max_inflight requests running; at the cap, while the
+client is not reading its replies, or past the in-flight byte budget (budget.py:
+per connection, and in total), the daemon stops reading from it (pause_reading)
+until there is room again.
 """
 
 from __future__ import annotations
@@ -18,42 +20,16 @@ from typing import Any, cast
 
 from drawstate import protocol
 from drawstate.limits import INT64_MAX
-from drawstate.protocol import FrameBuffer, FrameError, decode_body, encode_frame
+from drawstate.protocol import FrameBuffer, FrameError, encode_frame
 from drawstated import errors
-from drawstated.config import Config
-from drawstated.handlers import Handler, Handlers
-from drawstated.stats import Stats
+from drawstated.handlers import Handler
+from drawstated.serverstate import ServerState
 
 log = logging.getLogger("drawstated.connection")
 
 #: Transport write buffer above which we stop reading from a client that does not read.
 WRITE_BUFFER_HIGH = 1024 * 1024
 _PEERCRED = struct.Struct("3i")
-
-
-class ServerState:
-    """What every connection of one server shares."""
-
-    def __init__(self, config: Config, handlers: Handlers, stats: Stats) -> None:
-        self.config = config
-        self.handlers = handlers
-        self.stats = stats
-        self.connections: set[Connection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
-        #: config.max_connections, or fewer if the process may not open that many descriptors.
-        self.max_connections = config.max_connections
-        #: Set while no request is in flight (shutdown waits on it).
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    def request_started(self) -> None:
-        self.stats.in_flight += 1
-        self.idle.clear()
-
-    def request_finished(self) -> None:
-        self.stats.in_flight -= 1
-        if self.stats.in_flight == 0:
-            self.idle.set()
 
 
 class Connection(asyncio.Protocol):
@@ -67,6 +43,12 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self.partial_timer: asyncio.TimerHandle | None = None
         self.closing = False
+        #: Bytes this connection holds, as charged to the budget (see budget.py).
+        self.raw_held = 0
+        self.requests_held = 0
+        self.replies_held = 0
+        #: Reading is paused until the total budget goes down.
+        self.budget_paused = False
         #: The client half-closed: it sends nothing more but still reads its replies.
         self.eof = False
         self.loop = asyncio.get_running_loop()
@@ -99,6 +81,12 @@ class Connection(asyncio.Protocol):
         if self.partial_timer is not None:
             self.partial_timer.cancel()
         self.transport = None
+        # Requests still in flight give their share back as they finish (_finished).
+        self.frames = FrameBuffer(0)
+        self._count_raw()
+        self.count_replies()
+        self.state.holding_replies.discard(self)
+        self.state.budget.forget(self)
 
     def _peer_ids(self) -> tuple[int | None, int | None]:
         """The peer's (uid, gid) from SO_PEERCRED: who the kernel says connected, not who claims to."""
@@ -123,6 +111,7 @@ class Connection(asyncio.Protocol):
         """
         self.closing = True
         self.frames = FrameBuffer(0)
+        self._count_raw()
         if self.transport is not None:
             if self.in_flight:
                 self._pause_reading()
@@ -133,6 +122,9 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.frames.feed(data)
+        self._count_raw()
+        if self.state.budget.over():
+            self.state.hold_every_connection()  # before any other connection reads a chunk more
         self._cut_frames()
 
     def eof_received(self) -> bool:
@@ -160,7 +152,10 @@ class Connection(asyncio.Protocol):
         frames = self.frames.frames()
         progressed = False
         try:
-            for body in frames:
+            while not self._over_budget():
+                body = next(frames, None)
+                if body is None:
+                    break
                 progressed = True
                 self._start(body)
                 if self.transport is None or self.transport.is_closing():
@@ -173,6 +168,7 @@ class Connection(asyncio.Protocol):
             return
         finally:
             frames.close()
+            self._count_raw()
         self._watch_partial_frame(progressed)
         self._close_if_answered()
 
@@ -182,10 +178,13 @@ class Connection(asyncio.Protocol):
         The clock starts at the first byte of a frame and restarts whenever a
         whole frame arrives, so a busy client is never cut off mid-stream.
         """
-        if self.partial_timer is not None and (progressed or len(self.frames) == 0 or self.read_paused):
+        # Paused for its own requests, the client is not at fault; paused for the total budget,
+        # half a frame still counts, so parked partial frames cannot hold the budget for good.
+        held_back = self.read_paused and not self.budget_paused
+        if self.partial_timer is not None and (progressed or len(self.frames) == 0 or held_back):
             self.partial_timer.cancel()
             self.partial_timer = None
-        if self.partial_timer is None and len(self.frames) and not self.read_paused and not self.eof:
+        if self.partial_timer is None and len(self.frames) and not held_back and not self.eof:
             self.partial_timer = self.loop.call_later(
                 self.config.partial_frame_timeout_s, self._partial_frame_expired
             )
@@ -200,7 +199,7 @@ class Connection(asyncio.Protocol):
         """Decode one frame and start its request; bad frames are answered here."""
         started = self.loop.time()  # deadlines run on loop time (ms resolution on uvloop)
         try:
-            request = decode_body(body)
+            request, cost = self.state.decoder.decode(body)
         except FrameError as exc:
             self._answer_bad(None, str(exc))
             return
@@ -224,15 +223,18 @@ class Connection(asyncio.Protocol):
         if type(deadline_ms) is not int or deadline_ms < 1:
             self._answer_bad(request_id, "deadline_ms must be a positive integer")
             return
-        budget = min(deadline_ms, self.config.max_deadline_ms) - self.config.reply_margin_ms
-        deadline = started + max(budget, 1) / 1000
+        usable_ms = min(deadline_ms, self.config.max_deadline_ms) - self.config.reply_margin_ms
+        deadline = started + max(usable_ms, 1) / 1000
         self.in_flight += 1
         self.state.request_started()
+        cost += self.state.reserves.get(str(op), 0)
+        self.requests_held += cost
+        self.state.budget.change_in_flight(cost)
         if op == "save":  # the hot path: no task, answered from the Redis reply's callback
-            respond = functools.partial(self._respond, request_id, "save", time.perf_counter())
+            respond = functools.partial(self._respond, request_id, "save", time.perf_counter(), cost)
             self.state.handlers.saver.start(request, deadline, respond)
             return
-        task = self.loop.create_task(self._serve(handler, request_id, str(op), request, deadline))
+        task = self.loop.create_task(self._serve(handler, request_id, str(op), request, deadline, cost))
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
 
@@ -243,7 +245,7 @@ class Connection(asyncio.Protocol):
     # --- serving -----------------------------------------------------------------------
 
     async def _serve(
-        self, handler: Handler, request_id: int, op: str, request: dict[str, Any], deadline: float
+        self, handler: Handler, request_id: int, op: str, request: dict[str, Any], deadline: float, cost: int
     ) -> None:
         started = time.perf_counter()
         result: dict[str, Any] | errors.RequestError
@@ -255,10 +257,15 @@ class Connection(asyncio.Protocol):
         except Exception as exc:
             log.exception("request failed", extra={"op": op, "request_id": request_id})
             result = errors.internal(exc)
-        self._respond(request_id, op, started, result)
+        self._respond(request_id, op, started, cost, result)
 
     def _respond(
-        self, request_id: int, op: str, started: float, result: dict[str, Any] | errors.RequestError
+        self,
+        request_id: int,
+        op: str,
+        started: float,
+        cost: int,
+        result: dict[str, Any] | errors.RequestError,
     ) -> None:
         """Write the reply of one request, count it, and free its in-flight slot."""
         if isinstance(result, errors.RequestError):
@@ -273,10 +280,12 @@ class Connection(asyncio.Protocol):
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request", extra={"op": op, "request_id": request_id, "code": code,
                                         "ms": round(elapsed * 1000, 3)})  # fmt: skip
-        self._finished()
+        self._finished(cost)
 
-    def _finished(self) -> None:
+    def _finished(self, cost: int) -> None:
         self.in_flight -= 1
+        self.requests_held -= cost
+        self.state.budget.change_in_flight(-cost)
         self.state.request_finished()
         if self.closing:
             if self.in_flight == 0 and self.transport is not None:
@@ -288,6 +297,56 @@ class Connection(asyncio.Protocol):
     def _write(self, message: dict[str, Any]) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(encode_frame(message))
+            self.count_replies()
+
+    # --- the byte budget -----------------------------------------------------------------
+
+    def _count_raw(self) -> None:
+        """Charge the budget for the bytes read and not yet decoded."""
+        delta = len(self.frames) - self.raw_held
+        if delta:
+            self.raw_held += delta
+            self.state.budget.change(delta)
+
+    def count_replies(self) -> int:
+        """Charge the budget for the replies the client has not read yet; returns their bytes."""
+        transport = self.transport
+        held = transport.get_write_buffer_size() if transport is not None else 0
+        delta = held - self.replies_held
+        if delta:
+            self.replies_held = held
+            self.state.budget.change(delta)
+            if held:
+                self.state.recount_replies(self)
+            elif self.read_paused and self.in_flight < self.config.max_inflight_per_connection:
+                self._resume_reading()
+        return held
+
+    def _over_budget(self) -> bool:
+        """Before decoding another frame: pause if this connection or the daemon holds too much."""
+        budget = self.state.budget
+        if self.in_flight and self.requests_held + self.replies_held >= budget.per_connection:
+            self._pause_reading()  # resumed as its own requests finish
+            return True
+        if budget.full():
+            self.wait_for_budget()
+            return True
+        return False
+
+    def wait_for_budget(self) -> None:
+        if self.closing or self.transport is None or self.budget_paused:
+            return
+        self.budget_paused = True
+        self._pause_reading()
+        self.state.budget.wait(self, self._budget_freed)
+        self._watch_partial_frame(False)
+
+    def _budget_freed(self) -> None:
+        self.budget_paused = False
+        if self.read_paused and self.in_flight < self.config.max_inflight_per_connection:
+            self._resume_reading()
+        else:
+            self._watch_partial_frame(False)
 
     # --- flow control --------------------------------------------------------------------
 
@@ -297,7 +356,9 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self.closing or self.write_paused or self.transport is None or self.transport.is_closing():
+        if self.closing or self.write_paused or self.budget_paused:
+            return
+        if self.transport is None or self.transport.is_closing():
             return
         self.read_paused = False
         self.transport.resume_reading()
@@ -309,5 +370,6 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.in_flight < self.config.max_inflight_per_connection:
+        self.count_replies()
+        if self.read_paused and self.in_flight < self.config.max_inflight_per_connection:
             self._resume_reading()

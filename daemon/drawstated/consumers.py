@@ -5,6 +5,11 @@ stays pending until that consumer acknowledges it (`ack`), so a refund worker th
 gets its events again (the same consumer name first asks for its own pending ones; another can
 take them over with `claim_idle_ms`). A page ends before its reply would outgrow a frame; what
 was read past that point is pending for the consumer and comes first next time.
+
+Memory stays bounded whatever the stream holds: entries are read READ_BATCH at a time (each may
+carry a state), an `audit` page too ends before its reply would outgrow a frame, and a filtered
+`audit` (by lock key) stops scanning at SCAN_TIME_SHARE of its deadline; either way the reply
+has a cursor to go on from.
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ import msgpack
 from drawstate.limits import INT64_MAX, Limits
 from drawstated import errors, requests
 from drawstated.outcomes import Entry, OutcomeStream, event_item
+from drawstated.store import READ_CHUNK
 
-#: Stream entries read per round trip by the `audit` op.
-READ_BATCH = 200
-_STREAM_ID_RE = re.compile(r"\d{1,20}-\d{1,20}")
+#: Stream entries read per round trip by `audit` and `outcomes`: each may carry a whole state.
+READ_BATCH = READ_CHUNK
+#: A filtered `audit` returns what it found, with a cursor, past this share of its deadline.
+SCAN_TIME_SHARE = 0.5
+_STREAM_ID_RE = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # ASCII digits: Redis reads no others
 #: Each half of a stream id is an unsigned 64-bit number.
 STREAM_ID_PART_MAX = 2**64 - 1
+LAST_STREAM_ID = f"{STREAM_ID_PART_MAX}-{STREAM_ID_PART_MAX}"
 #: Consumer group and consumer names: short, and nothing that needs quoting anywhere.
 NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 #: Most ids one `ack` takes.
@@ -54,28 +63,39 @@ def _name(request: Mapping[str, Any], field: str) -> str:
 
 
 async def read_history(
-    stream: OutcomeStream, limits: Limits, request: Mapping[str, Any], deadline: float
+    stream: OutcomeStream, limits: Limits, max_frame_bytes: int, request: Mapping[str, Any], deadline: float
 ) -> dict[str, Any]:
-    """The `audit` op: events oldest first, from `since` (unix s) or after `cursor`, filtered by lock key."""
+    """The `audit` op: events oldest first, from `since` (unix s) or after `cursor`, filtered by lock key.
+
+    `cursor` in the reply is the id of the last event this page looked at (returned or filtered
+    out); None once the stream's end was reached.
+    """
     limit = requests.pending_limit(request)
     since = requests.optional_int(request, "since", 0, INT64_MAX // 1000)
     cursor = requests.optional_str(request, "cursor", 64)
     lock_key = requests.lock_key(request, limits) if request.get("lock_key") is not None else None
-    if cursor is not None and not stream_id(cursor):
-        raise errors.invalid("cursor is not one this daemon returned")
+    if cursor is not None and (not stream_id(cursor) or cursor == LAST_STREAM_ID):
+        raise errors.invalid("cursor is not one this daemon returned")  # nothing follows the last id
+    wanted = None if lock_key is None else lock_key.encode()
+    page = _Page(limits, max_frame_bytes - FRAME_HEADROOM_BYTES, limit)
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + (deadline - loop.time()) * SCAN_TIME_SHARE
+    looked_at = cursor
     start = f"({cursor}" if cursor else f"{(since or 0) * 1000}-0"
-    items: list[dict[str, Any]] = []
     while True:
         entries = await stream.read_range(start, READ_BATCH, deadline)
         for entry_id, fields in entries:
-            item = event_item(entry_id, fields, limits)
-            if lock_key is None or item.get("lock_key") == lock_key:
-                items.append(item)
-                if len(items) == limit:
-                    return {"items": items, "cursor": item["id"]}
+            if wanted is None or fields.get(b"lock_key") == wanted:  # filtered before it is decoded
+                if not page.take(entry_id, fields):
+                    return {"items": page.items, "cursor": looked_at}  # the frame is full: next time
+                if page.full:
+                    return {"items": page.items, "cursor": entry_id.decode()}
+            looked_at = entry_id.decode()
         if len(entries) < READ_BATCH:
-            return {"items": items, "cursor": None}
-        start = f"({entries[-1][0].decode()}"
+            return {"items": page.items, "cursor": None}
+        start = f"({looked_at}"
+        if loop.time() >= give_up:
+            return {"items": page.items, "cursor": looked_at}
 
 
 async def read_outcomes(
@@ -87,11 +107,25 @@ async def read_outcomes(
     block_ms = requests.optional_int(request, "block_ms", 0, INT64_MAX)
     claim_idle_ms = requests.optional_int(request, "claim_idle_ms", 1, MAX_CLAIM_IDLE_MS)
     page = _Page(limits, max_frame_bytes - FRAME_HEADROOM_BYTES, limit)
-    page.add(await stream.read_group(group, consumer, "0", limit, deadline))
-    if claim_idle_ms is not None and page.room:
-        page.add(await stream.claim_idle(group, consumer, claim_idle_ms, page.room, deadline))
-    if page.room:
-        page.add(await stream.read_group(group, consumer, ">", page.room, deadline))
+    after = "0"  # this consumer's unacknowledged entries, a batch at a time
+    while page.room:
+        entries = await stream.read_group(group, consumer, after, min(page.room, READ_BATCH), deadline)
+        page.add(entries)
+        if len(entries) < READ_BATCH:
+            break
+        after = entries[-1][0].decode()
+    while claim_idle_ms is not None and page.room:
+        count = min(page.room, READ_BATCH)
+        entries = await stream.claim_idle(group, consumer, claim_idle_ms, count, deadline)
+        page.add(entries)
+        if len(entries) < count:
+            break
+    while page.room:
+        count = min(page.room, READ_BATCH)
+        entries = await stream.read_group(group, consumer, ">", count, deadline)
+        page.add(entries)
+        if len(entries) < count:
+            break
     loop = asyncio.get_running_loop()
     if block_ms and not page.items:
         # Polled, not XREADGROUP BLOCK: a blocking read would hold a pooled Redis connection
@@ -101,7 +135,7 @@ async def read_outcomes(
         while not page.items and loop.time() + pause < until:
             await asyncio.sleep(pause)
             pause = min(pause * 2, POLL_MAX_S)
-            page.add(await stream.read_group(group, consumer, ">", page.room, deadline))
+            page.add(await stream.read_group(group, consumer, ">", min(page.room, READ_BATCH), deadline))
     return {"items": page.items}
 
 
@@ -115,7 +149,7 @@ async def acknowledge(stream: OutcomeStream, request: Mapping[str, Any], deadlin
 
 
 class _Page:
-    """Items of one `outcomes` reply: each id once, and never more than a frame holds."""
+    """Items of one `audit` or `outcomes` reply: each id once, and never more than a frame holds."""
 
     def __init__(self, limits: Limits, max_bytes: int, limit: int) -> None:
         self.limits = limits
@@ -132,15 +166,19 @@ class _Page:
 
     def add(self, entries: list[Entry]) -> None:
         for entry_id, fields in entries:
-            if self.full or entry_id in self._seen:
-                continue
-            item = event_item(entry_id, fields, self.limits)
-            size = len(msgpack.packb(item))
-            if self.items and self.size + size > self.max_bytes:
-                self.full = True  # read, so pending for this consumer: it comes first next time
-                continue
-            self._seen.add(entry_id)
-            self.items.append(item)
-            self.size += size
-            if len(self.items) >= self.limit:
-                self.full = True
+            if not self.full and entry_id not in self._seen:
+                self.take(entry_id, fields)  # one that does not fit was read: pending, first next time
+
+    def take(self, entry_id: bytes, fields: Mapping[bytes, bytes]) -> bool:
+        """Add one entry; False (and full) when its item would outgrow the frame."""
+        item = event_item(entry_id, fields, self.limits)
+        size = len(msgpack.packb(item))
+        if self.items and self.size + size > self.max_bytes:
+            self.full = True
+            return False
+        self._seen.add(entry_id)
+        self.items.append(item)
+        self.size += size
+        if len(self.items) >= self.limit:
+            self.full = True
+        return True

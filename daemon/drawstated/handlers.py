@@ -25,7 +25,7 @@ from drawstated.listing import list_pending
 from drawstated.outcomes import OutcomeStream, Publisher, publish
 from drawstated.saving import Saver, checked_head, closed_by_deferred
 from drawstated.stats import Stats
-from drawstated.store import CloseOutcome, Store, closed_error, unix_ms
+from drawstated.store import READ_CHUNK, CloseOutcome, Store, closed_error, unix_ms
 
 log = logging.getLogger("drawstated.handlers")
 
@@ -156,11 +156,19 @@ class Handlers:
 
     async def pending(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         return await list_pending(
-            self.store, self.limits, self.item, self.cleanup.hidden_from_read(), request, deadline
+            self.store,
+            self.limits,
+            self.config.max_frame_bytes,
+            self.item,
+            self.cleanup.hidden_from_read(),
+            request,
+            deadline,
         )
 
     async def audit(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
-        return await consumers.read_history(self.stream, self.limits, request, deadline)
+        return await consumers.read_history(
+            self.stream, self.limits, self.config.max_frame_bytes, request, deadline
+        )
 
     async def outcomes(self, request: Mapping[str, Any], deadline: float) -> dict[str, Any]:
         return await consumers.read_outcomes(
@@ -274,15 +282,24 @@ class Handlers:
     async def _newest_live(
         self, lock_key: str, hidden: HiddenFromRead, deadline: float
     ) -> dict[str, Any] | None:
-        """The newest live operation of a lock key: not rolled back here, not expired."""
-        items, _ = await self.store.pending_for_lock(lock_key, "", requests.MAX_PENDING_LIMIT, deadline)
+        """The newest live operation of a lock key: not rolled back here, not expired.
+
+        Read READ_CHUNK states at a time (not all at once), among the first MAX_PENDING_LIMIT.
+        """
         best: dict[str, Any] | None = None
-        for operation_id, raw in items:
-            if (lock_key, operation_id) in hidden:
-                continue
-            state = self._live_state(raw, operation_id)
-            if state is not None and (best is None or state["last_update_time"] > best["last_update_time"]):
-                best = state
+        after: str | None = ""
+        for _ in range(0, requests.MAX_PENDING_LIMIT, READ_CHUNK):
+            if after is None:
+                break
+            items, after = await self.store.pending_for_lock(lock_key, after, READ_CHUNK, deadline)
+            for operation_id, raw in items:
+                if (lock_key, operation_id) in hidden:
+                    continue
+                state = self._live_state(raw, operation_id)
+                if state is not None and (
+                    best is None or state["last_update_time"] > best["last_update_time"]
+                ):
+                    best = state
         return best
 
     def item(self, key_or_pair: tuple[str, str], raw: bytes) -> dict[str, Any] | None:

@@ -126,6 +126,19 @@ SERVE_OPTIONS = (
         "Requests in flight per connection before reading from it pauses.",
         click.IntRange(1),
     ),
+    Option(
+        "--max-inflight-bytes",
+        "max_inflight_bytes",
+        "Bytes held for all clients at once (unread input, requests in flight and their reply "
+        "reserves, unread replies) before reading from any connection pauses.",
+        click.IntRange(1),
+    ),
+    Option(
+        "--max-inflight-bytes-per-connection",
+        "max_inflight_bytes_per_connection",
+        "The same for one connection: past it, reading from it pauses until its requests finish.",
+        click.IntRange(1),
+    ),
     Option("--max-frame-bytes", "max_frame_bytes", "Largest request frame.", click.IntRange(1)),
     Option(
         "--partial-frame-timeout",

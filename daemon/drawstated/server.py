@@ -22,7 +22,7 @@ from drawstated import systemd
 from drawstated.backends import make_pipeline
 from drawstated.cleanup import JOURNAL_NAME, DeferredCleanup
 from drawstated.config import Config, redact_url
-from drawstated.connection import Connection, ServerState
+from drawstated.connection import Connection
 from drawstated.embedded import EmbeddedRedis
 from drawstated.errors import RequestError
 from drawstated.handlers import Handlers
@@ -30,6 +30,7 @@ from drawstated.locks import DaemonLocks, claim_socket_path
 from drawstated.metrics import MetricsServer, StatsCollector
 from drawstated.outcomes import OutcomeStream, Publisher
 from drawstated.retry import OutageLog
+from drawstated.serverstate import ServerState
 from drawstated.startup import BadConfig
 from drawstated.stats import Stats
 from drawstated.store import Store
