@@ -17,6 +17,12 @@
 // -seed makes every draw reproducible (draw i uses its own RNG seeded from
 // "<seed>:<i>"), so a crashed-and-resumed 10-pull grants exactly what an
 // uninterrupted one would. Without it the draws are random.
+//
+// A draw is granted only once it is recorded. When a save cannot be confirmed
+// either way (ErrOutcomeUnknown: its resends got no definite answer within
+// -resend-deadline), nothing is granted for it; -resume settles it. A rollback
+// refunds here only when it is final; otherwise the refund worker
+// (examples/refund_worker.py) pays it from the outcome stream.
 package main
 
 import (
@@ -63,6 +69,7 @@ type config struct {
 	reason, socket       string
 	ttl                  time.Duration
 	timeout              time.Duration
+	resendDeadline       time.Duration
 	out                  io.Writer
 }
 
@@ -134,7 +141,7 @@ func printCompleted(cfg config, final drawstate.DrawState) {
 func newPull(ctx context.Context, client *drawstate.Client, cfg config) error {
 	metadata := map[string]string{"user_id": cfg.player, "banner": cfg.bannerName, "price_paid": strconv.Itoa(cfg.price)}
 	draw, err := drawstate.StartMultiDraw(ctx, client, "player:"+cfg.player, cfg.pulls, drawstate.StartOptions{
-		Metadata: metadata, SessionOptions: drawstate.SessionOptions{TTL: cfg.ttl},
+		Metadata: metadata, SessionOptions: cfg.session(),
 	})
 	if err != nil {
 		return err
@@ -155,7 +162,7 @@ func newPull(ctx context.Context, client *drawstate.Client, cfg config) error {
 
 func resume(ctx context.Context, client *drawstate.Client, cfg config) (int, error) {
 	draw, err := drawstate.ResumeMultiDraw(ctx, client, "player:"+cfg.player, "", drawstate.ResumeOptions{
-		SessionOptions: drawstate.SessionOptions{TTL: cfg.ttl},
+		SessionOptions: cfg.session(),
 	})
 	if err != nil {
 		return exitError, err
@@ -179,7 +186,9 @@ func resume(ctx context.Context, client *drawstate.Client, cfg config) (int, err
 }
 
 func rollback(ctx context.Context, client *drawstate.Client, cfg config) (int, error) {
-	draw, err := drawstate.ResumeMultiDraw(ctx, client, "player:"+cfg.player, "", drawstate.ResumeOptions{})
+	draw, err := drawstate.ResumeMultiDraw(ctx, client, "player:"+cfg.player, "", drawstate.ResumeOptions{
+		SessionOptions: drawstate.SessionOptions{ResendDeadline: cfg.resendDeadline},
+	})
 	if err != nil {
 		return exitError, err
 	}
@@ -199,10 +208,15 @@ func rollback(ctx context.Context, client *drawstate.Client, cfg config) (int, e
 	if refund.Final {
 		fmt.Fprintf(cfg.out, "  refunded: %d of %d draws = %d of %d gems\n", refund.UngrantedCount(), total, gems, price)
 	} else {
-		// Deferred: the daemon applies the rollback once Redis is back, and the refund comes from the outcome stream.
-		fmt.Fprintf(cfg.out, "  refund of %d gems left to the outcome stream (rollback deferred)\n", gems)
+		// Redis was unreachable: the refund worker pays it from the outcome stream once applied.
+		fmt.Fprintf(cfg.out, "  refund pending: the outcome stream carries it (about %d of %d gems)\n", gems, price)
 	}
 	return exitOK, nil
+}
+
+// session is the MultiDraw options of a pull: its TTL and resend deadline.
+func (cfg config) session() drawstate.SessionOptions {
+	return drawstate.SessionOptions{TTL: cfg.ttl, ResendDeadline: cfg.resendDeadline}
 }
 
 func parse(args []string, out io.Writer) (config, error) {
@@ -222,6 +236,8 @@ func parse(args []string, out io.Writer) (config, error) {
 	flags.DurationVar(&cfg.ttl, "ttl", 0, "how long the saved state outlives its last save")
 	flags.StringVar(&cfg.socket, "socket", "", "daemon socket [default: $DRAWSTATE_SOCKET or the default path]")
 	flags.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "time per daemon call")
+	flags.DurationVar(&cfg.resendDeadline, "resend-deadline", drawstate.DefaultResendDeadline,
+		"how long a save or rollback is resent before it is given up as in doubt")
 	if err := flags.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -252,6 +268,14 @@ func run(args []string, out io.Writer) int {
 	switch {
 	case err == nil:
 		return code
+	case errors.Is(err, drawstate.ErrOutcomeUnknown) && cfg.rollback:
+		fmt.Fprintf(out, "player %s: the rollback is in doubt (%s); nothing refunded here (docs/recovery.md §5)\n",
+			cfg.player, drawstate.CodeOutcomeUnknown)
+		return exitError
+	case errors.Is(err, drawstate.ErrOutcomeUnknown):
+		fmt.Fprintf(out, "player %s: a save is in doubt (%s); nothing granted for it: run -resume\n",
+			cfg.player, drawstate.CodeOutcomeUnknown)
+		return exitError
 	case errors.Is(err, drawstate.ErrVersionConflict) || errors.Is(err, drawstate.ErrOperationClosed):
 		var e *drawstate.Error
 		errors.As(err, &e)

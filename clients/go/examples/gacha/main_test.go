@@ -2,13 +2,20 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/drawstate/drawstate/clients/go/internal/testdaemon"
 )
@@ -60,6 +67,12 @@ func draws(out string) map[string]string {
 }
 
 func startDaemon(t *testing.T) gacha {
+	g, _ := startOwnDaemon(t)
+	return g
+}
+
+// startOwnDaemon also returns the daemon, for a test that stops its Redis.
+func startOwnDaemon(t *testing.T) (gacha, *testdaemon.Daemon) {
 	d, err := testdaemon.Start()
 	if err != nil {
 		if errors.Is(err, testdaemon.ErrUnavailable) && !testdaemon.Required() {
@@ -68,7 +81,7 @@ func startDaemon(t *testing.T) gacha {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Stop)
-	return gacha{t: t, socket: d.Socket}
+	return gacha{t: t, socket: d.Socket}, d
 }
 
 func TestCrashedPullResumesToExactlyWhatAnUninterruptedOneGrants(t *testing.T) {
@@ -118,6 +131,82 @@ func TestCrashedPullRollsBackRefundingTheDrawsNeverMade(t *testing.T) {
 	if code != exitNothing || !strings.Contains(again, "nothing to roll back") {
 		t.Errorf("a second rollback found something (exit %d):\n%s", code, again)
 	}
+}
+
+func TestAPullWhoseSaveCannotBeConfirmedIsInDoubtAndGrantsNothing(t *testing.T) {
+	g, d := startOwnDaemon(t)
+	d.StopRedis() // every save now ends in redis_unavailable, which may still have been written
+	out, code, _ := g.run("-player", "5001", "-timeout", "300ms", "-resend-deadline", "1s")
+	if code != exitError || !strings.Contains(out, "player 5001: a save is in doubt (outcome_unknown); nothing granted for it: run -resume") ||
+		len(draws(out)) != 0 {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestARollbackThatIsNotFinalLeavesTheRefundPendingToTheStream(t *testing.T) {
+	// A scripted daemon: a deferred rollback needs Redis to fail between the claim and the rollback.
+	socket := filepath.Join(t.TempDir(), "d.sock")
+	serveScripted(t, socket, func(req map[string]any) map[string]any {
+		switch req["op"] {
+		case "load":
+			now := time.Now().Unix()
+			return map[string]any{"state": map[string]any{"lock_key": "player:6001", "operation_id": "op_6001",
+				"total_count": 10, "completed_count": 4, "prize_results": []any{banner[0], banner[1], banner[2], banner[2]},
+				"start_time": now, "last_update_time": now, "version": 5,
+				"metadata": map[string]any{"user_id": "6001", "price_paid": "1600"}}}
+		case "save":
+			return map[string]any{"version": 6, "ttl_s": 3600}
+		case "rollback":
+			return map[string]any{"state": req["state"], "cleanup": "deferred", "final": false, "existed": false}
+		}
+		return map[string]any{}
+	})
+	out, code, _ := gacha{t: t, socket: socket}.run("-player", "6001", "-rollback")
+	if code != exitOK || !strings.Contains(out, "(cleanup deferred)") ||
+		!strings.Contains(out, "refund pending: the outcome stream carries it (about 960 of 1600 gems)") ||
+		strings.Contains(out, "refunded:") {
+		t.Errorf("exit %d:\n%s", code, out)
+	}
+}
+
+// serveScripted answers each request on socket with ok and answer(request)'s fields.
+func serveScripted(t *testing.T, socket string, answer func(map[string]any) map[string]any) {
+	listener, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = listener.Close() })
+	go func() {
+		for {
+			nc, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				for {
+					header := make([]byte, 4)
+					if _, err := io.ReadFull(nc, header); err != nil {
+						return
+					}
+					body := make([]byte, binary.BigEndian.Uint32(header))
+					if _, err := io.ReadFull(nc, body); err != nil {
+						return
+					}
+					var req map[string]any
+					if err := msgpack.Unmarshal(body, &req); err != nil {
+						return
+					}
+					reply := answer(req)
+					reply["id"], reply["ok"] = req["id"], true
+					out, _ := msgpack.Marshal(reply)
+					if _, err := nc.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(out))), out...)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
 }
 
 func mapsEqual(a, b map[string]string) bool {
