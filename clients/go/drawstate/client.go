@@ -275,7 +275,8 @@ func (c *Client) rollback(ctx context.Context, req *rollbackRequest, opts Rollba
 	if err := c.call(ctx, "rollback", req, &out); err != nil {
 		return RollbackResult{}, err
 	}
-	return RollbackResult{State: out.State, Cleanup: out.Cleanup, Final: out.Final, Existed: out.Existed}, nil
+	return RollbackResult{State: out.State, Cleanup: out.Cleanup, Final: out.Final, Existed: out.Existed,
+		Token: req.Token}, nil
 }
 
 // Complete removes a finished operation; existed says whether a state was still stored.

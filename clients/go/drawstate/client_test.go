@@ -127,8 +127,8 @@ func TestRollbackTokenMakesTheCallerFinalAndARepeatGetsTheSameAnswer(t *testing.
 	must(t, err)
 	first, err := c.RollbackState(ctx, &state, RollbackOptions{Token: "refund-1"})
 	must(t, err)
-	if !first.Final || !first.Existed {
-		t.Fatalf("the caller that rolled it back pays: final %v, existed %v", first.Final, first.Existed)
+	if !first.Final || !first.Existed || first.Token != "refund-1" {
+		t.Fatalf("the caller that rolled it back pays: %+v", first)
 	}
 	again, err := c.RollbackState(ctx, &state, RollbackOptions{Token: "refund-1"})
 	must(t, err)
@@ -145,7 +145,7 @@ func TestRollbackOfAnUnknownOperationRemovesNothing(t *testing.T) {
 	c := newClient(t)
 	result, err := c.Rollback(ctxFor(t), lockKey(t), "20240101_000000_00000001", RollbackOptions{})
 	must(t, err)
-	if result.State != nil || result.Cleanup != "done" || result.Existed {
+	if result.State != nil || result.Cleanup != "done" || result.Existed || !result.Final || result.Token == "" {
 		t.Errorf("rollback of nothing: %+v", result)
 	}
 }

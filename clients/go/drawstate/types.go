@@ -99,11 +99,14 @@ type RollbackResult struct {
 	// Cleanup is "done" or "deferred" (Redis unreachable: applied later).
 	Cleanup string
 	// Final is true when this caller rolled the operation back and pays the
-	// refund; false when the refund comes from the outcome stream (deferred).
+	// refund; false when it must not refund: the rollback was deferred, or its
+	// refund was given to the outcome stream, whose event a refund worker pays.
 	// Daemons older than the outcome-stream contract do not send it (false).
 	Final bool
 	// Existed says whether a state was stored when the rollback was applied.
 	Existed bool
+	// Token is the token the rollback went out with: resend with it to get the same answer.
+	Token string
 }
 
 // PendingItem is one live operation in a pending page.
