@@ -22,5 +22,14 @@
 //
 // Errors are *Error values carrying the wire code; match them with errors.Is
 // against the sentinels (ErrVersionConflict, ErrOperationClosed, ...) and
-// retry only when IsRetryable says so.
+// retry only when IsRetryable says so, always with the same token.
+// ErrSidecarUnavailable means nothing was sent; ErrSidecarTimeout (which also
+// matches ErrSidecarUnavailable) means the request went out and may have taken
+// effect; ErrOutcomeUnknown means a save or rollback is in doubt after MultiDraw
+// resent it up to its resend deadline: grant or refund nothing for it until a
+// resend answers.
+//
+// Refund workers read the outcome stream with EachOutcome, which acknowledges an
+// event only once its handler returned nil, and pay the events whose
+// OutcomeEvent.RefundOwed is true.
 package drawstate
