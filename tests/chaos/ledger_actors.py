@@ -1,0 +1,265 @@
+"""The ledger test's processes: game processes and recovery workers that write what they grant and refund.
+
+Run as `python -m tests.chaos.ledger_actors game|recovery|resolve ...`. Each process appends
+JSON lines to its own ledger file (one file per process, flushed line by line, so a SIGKILL
+loses at most the line being written):
+
+    {"k": "start",    "op", "lock", "total"}        the operation exists (its first save returned)
+    {"k": "grant",    "op", "idx", "r"}             draw idx was granted to the player, with result r
+    {"k": "intent",   "op", "lock", "token"}        about to roll back with this token (before the call)
+    {"k": "rollback", "op", "final", "existed", "cleanup", "draws", "total"}
+                                                    the answer; final: this process paid the refund
+                                                    of `draws` draws, keyed by op
+    {"k": "complete", "op"}
+
+They follow docs/recovery.md's rules: grant only after `record` returned; on resume and on a
+final rollback, grant again (idempotently) every result in the state; refund only on `final`;
+store the rollback token before the call and, after a crash, resend with it (`resolve`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from drawstate import (
+    Client,
+    DrawState,
+    DrawStateError,
+    MultiDraw,
+    OperationClosed,
+    OutcomeUnknown,
+    VersionConflict,
+)
+
+#: Each call's timeout, and how long MultiDraw resends a save or a rollback before OutcomeUnknown.
+CALL_TIMEOUT_S = 1.0
+RESEND_DEADLINE_S = 2.0
+
+
+class Ledger:
+    """This process's ledger file: one JSON object a line, flushed at once."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.path = directory / f"{name}-{os.getpid()}.jsonl"
+        self._file = open(self.path, "a", buffering=1)  # noqa: SIM115  # open for the process's life
+
+    def write(self, **entry: Any) -> None:
+        self._file.write(json.dumps(entry) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_ledgers(directory: Path, prefix: str = "") -> Iterator[dict[str, Any]]:
+    for path in sorted(directory.glob(f"{prefix}*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the line a SIGKILL cut short
+
+
+def granted_indexes(state: DrawState) -> list[int]:
+    """The indexes of the granted draws: 1..(completed + failed) without the failed ones, in order."""
+    failed = {error.draw_index for error in state.errors}
+    return [i for i in range(1, state.completed_count + len(state.errors) + 1) if i not in failed]
+
+
+def grant_state(ledger: Ledger, state: DrawState) -> None:
+    """Grant every result in the state again: owed to the player; the ledger keys grants by (op, idx)."""
+    for index, result in zip(granted_indexes(state), state.results, strict=False):
+        ledger.write(k="grant", op=state.operation_id, idx=index, r=result)
+
+
+def roll_back(ledger: Ledger, draw: MultiDraw, reason: str) -> None:
+    """Roll back with an intent stored first, and write the answer (the refund, when final)."""
+    token = draw.rollback_token
+    ledger.write(k="intent", op=draw.operation_id, lock=draw.lock_key, token=token)
+    refund = draw.rollback(reason)
+    if refund.final:
+        grant_state(ledger, refund.state)
+    ledger.write(
+        k="rollback",
+        op=draw.operation_id,
+        token=token,
+        final=refund.final,
+        cleanup=refund.cleanup,
+        draws=refund.ungranted_count,
+        total=refund.state.total_count,
+    )
+
+
+def draw_value(operation_id: str, index: int) -> int:
+    return zlib.crc32(f"{operation_id}:{index}".encode()) & 0xFFFFFF
+
+
+def game(client: Client, ledger: Ledger, slot: str, rng: random.Random) -> None:
+    """Forever: start multi-draws, record and grant, then complete, roll back, or abandon them."""
+    while True:
+        total = rng.randint(2, 6)
+        ttl_s = rng.choice((1, 2, 60, 60))  # some expire while the game dawdles or dies
+        try:
+            draw = MultiDraw.start(
+                client, f"{slot}:{rng.randrange(10**9)}", total, ttl_s=ttl_s,
+                metadata={"price_paid": str(total * 100), "user_id": slot},
+                resend_deadline_s=RESEND_DEADLINE_S,
+            )  # fmt: skip
+        except DrawStateError:
+            time.sleep(0.1)  # the daemon restarting, or a Redis outage: try another one
+            continue
+        ledger.write(k="start", op=draw.operation_id, lock=draw.lock_key, total=total)
+        try:
+            _play(draw, ledger, rng)
+        except (VersionConflict, OperationClosed):
+            pass  # a recovery worker took it over, or it expired: not ours any more
+        except DrawStateError:  # unreachable, or a save in doubt
+            if rng.random() < 0.5:
+                _give_up(draw, ledger)  # the player gives up: a rollback, deferred if Redis is away
+            # else left to recovery, expiry, or `resolve`
+
+
+def _give_up(draw: MultiDraw, ledger: Ledger) -> None:
+    with contextlib.suppress(DrawStateError):  # in doubt, or taken: its intent is resolved later
+        roll_back(ledger, draw, "gave up after an error")
+
+
+def _play(draw: MultiDraw, ledger: Ledger, rng: random.Random) -> None:
+    while not draw.finished:
+        time.sleep(rng.choice((0.0, 0.01, 0.05, 0.2, 1.5)))
+        if rng.random() < 0.08:
+            return  # abandoned: the game forgets it (a recovery worker or expiry ends it)
+        index = draw.next_draw_index
+        if rng.random() < 0.15:
+            draw.record(RuntimeError("inventory service timed out"))  # a failed draw: grants nothing
+        else:
+            value = draw_value(draw.operation_id, index)
+            draw.record(value)
+            ledger.write(k="grant", op=draw.operation_id, idx=index, r=value)  # only after record
+    if rng.random() < 0.3:
+        roll_back(ledger, draw, "player cancelled")
+    else:
+        draw.complete()
+        ledger.write(k="complete", op=draw.operation_id)
+
+
+def recovery(
+    client: Client, ledger: Ledger, rng: random.Random, older_than_s: int, rollback_share: float
+) -> None:
+    """Forever: find abandoned operations; resume and finish them, or roll them back."""
+    while True:
+        try:
+            items = list(client.iter_pending(older_than_s=older_than_s))
+        except DrawStateError:
+            time.sleep(0.1)
+            continue
+        rng.shuffle(items)
+        for item in items[:5]:
+            recover_one(client, ledger, rng, item.lock_key, item.operation_id, rollback_share)
+        time.sleep(0.05)
+
+
+def recover_one(
+    client: Client,
+    ledger: Ledger,
+    rng: random.Random,
+    lock_key: str,
+    operation_id: str,
+    rollback_share: float,
+) -> None:
+    try:
+        draw = MultiDraw.resume(client, lock_key, operation_id, resend_deadline_s=RESEND_DEADLINE_S)
+        if draw is None:
+            return
+        grant_state(ledger, draw.state)  # owed from before the crash
+        if rng.random() < rollback_share:
+            roll_back(ledger, draw, "recovery: abandoned")
+            return
+        _finish(draw, ledger, rng)
+    except (VersionConflict, OperationClosed, OutcomeUnknown, DrawStateError):
+        return  # another worker has it, it ended, or it is in doubt: a later pass or expiry settles it
+
+
+def _finish(draw: MultiDraw, ledger: Ledger, rng: random.Random) -> None:
+    while not draw.finished:
+        index = draw.next_draw_index
+        if rng.random() < 0.1:
+            draw.record(RuntimeError("prize service down"))
+            continue
+        value = draw_value(draw.operation_id, index)
+        draw.record(value)
+        ledger.write(k="grant", op=draw.operation_id, idx=index, r=value)
+    draw.complete()
+    ledger.write(k="complete", op=draw.operation_id)
+
+
+def resolve(client: Client, ledger: Ledger, directory: Path) -> int:
+    """Resend every rollback whose answer no process wrote down, with its stored token; pay if final.
+
+    What a game does after a crash between asking for a rollback and paying its refund.
+    Returns how many intents are still unresolved (their answer was in doubt again).
+    """
+    answered = {entry["op"] for entry in read_ledgers(directory) if entry["k"] == "rollback"}
+    open_intents = {
+        e["op"]: e for e in read_ledgers(directory) if e["k"] == "intent" and e["op"] not in answered
+    }
+    unresolved = 0
+    for intent in open_intents.values():
+        try:
+            result = client.rollback(intent["lock"], intent["op"], token=intent["token"], reason="resolve")
+        except OperationClosed:
+            ledger.write(
+                k="rollback", op=intent["op"], token=intent["token"], final=False, cleanup="closed", draws=0
+            )
+            continue  # ended another way first: not this caller's refund
+        except DrawStateError:
+            unresolved += 1
+            continue
+        state = result.state
+        if result.final and state is not None:
+            grant_state(ledger, state)
+        ledger.write(
+            k="rollback",
+            op=intent["op"],
+            token=intent["token"],
+            final=result.final,
+            cleanup=result.cleanup,
+            draws=(state.total_count - state.completed_count) if state is not None else 0,
+            total=state.total_count if state is not None else 0,
+        )
+    return unresolved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", choices=("game", "recovery", "resolve"))
+    parser.add_argument("--ledger", type=Path, required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--older-than", type=int, default=2)
+    parser.add_argument("--rollback-share", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    ledger = Ledger(args.ledger, args.name)
+    with Client(timeout=CALL_TIMEOUT_S) as client:  # the socket from DRAWSTATE_SOCKET
+        if args.role == "game":
+            game(client, ledger, args.name, rng)
+        elif args.role == "recovery":
+            recovery(client, ledger, rng, args.older_than, args.rollback_share)
+        else:
+            return 1 if resolve(client, ledger, args.ledger) else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
