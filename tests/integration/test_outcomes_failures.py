@@ -6,6 +6,10 @@ cuts or makes lose a reply, so the daemon meets exactly the failure the rule is 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,3 +191,43 @@ def test_a_sidecar_restart_between_close_and_confirm_answers_the_resent_rollback
                 client.rollback(draw.lock_key, draw.operation_id, token="someone-else")
     finally:
         second.stop()
+
+
+def test_gacha_rollback_whose_reply_is_lost_says_refund_pending(own_redis, proxy, make_config, start_daemon):
+    daemon = start_daemon(_config(make_config, proxy.url))
+    env = {**os.environ, "DRAWSTATE_SOCKET": str(daemon.config.socket_path)}
+    gacha = [sys.executable, str(Path(__file__).resolve().parents[2] / "examples" / "gacha.py")]
+    crashed = subprocess.run(
+        [*gacha, "--seed", "3", "--crash-after", "2"], env=env, capture_output=True, check=False
+    )
+    assert crashed.returncode == -signal.SIGKILL
+    proxy.cut_after_next_request(b"rollback", then_cut=True)  # the close runs; its reply is lost
+    result = subprocess.run([*gacha, "--rollback"], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(cleanup deferred)" in result.stdout and "refund pending" in result.stdout
+    assert "refunded:" not in result.stdout
+
+
+def test_an_ending_whose_event_a_dead_daemon_never_wrote_reaches_the_stream(
+    redis_url, rdb, make_config, start_daemon
+):
+    """On Cluster the event is written after the close script: a daemon dying in between leaves the
+    marker, and a sweeper writes the event once the lease is over (on one server, the script does)."""
+    daemon = start_daemon(
+        make_config(redis_url=redis_url, max_deadline_ms=MAX_DEADLINE_MS, sweep_interval_s=0.1)
+    )
+    with daemon.client(timeout=2) as client:
+        draw = MultiDraw.start(client, "dead:complete", 1, metadata=METADATA)
+        draw.record(1)
+        lock_key, operation_id = draw.lock_key, draw.operation_id
+        names = [
+            f"lottery:{kind}:{{{lock_key}}}" + ("" if kind == "ops" else f":{operation_id}")
+            for kind in ("state", "ops", "closed", "outbox")
+        ]  # no stream key: the script leaves the event to its daemon, which dies now
+        reply = rdb.eval(
+            Script.load("close").source, len(names), *names,
+            "complete", "direct", "", "", operation_id, lock_key, 3_600_000, 2 * MAX_DEADLINE_MS,
+        )  # fmt: skip
+        assert reply[0] == b"done" and reply[4] == b"0"  # ended, event not written
+        [event] = wait_until(lambda: _audit(client, operation_id), timeout=10)
+    assert (event["event"], event["results"]) == ("complete", [1])
