@@ -316,6 +316,12 @@ class Client:
                         raise SidecarTimeout(
                             f"connection to {self.socket_path} lost before the reply: {exc}"
                         ) from exc
+                except SidecarUnavailable as exc:
+                    if attempt == 2 and not isinstance(exc, SidecarTimeout):
+                        # The first attempt went out before its connection broke: it may have
+                        # taken effect, even though this reconnect found nobody.
+                        raise SidecarTimeout(f"{exc} (after the first attempt went out)") from exc
+                    raise
         if reply.get("ok"):
             return reply
         error = reply.get("error")
