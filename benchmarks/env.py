@@ -164,7 +164,7 @@ def start_daemon(directory: Path, redis_args: list[str]) -> tuple[subprocess.Pop
 
     def ping() -> bool:
         with Client(sock, timeout=1) as client:
-            return client.ping().get("redis") == "up"
+            return client.ping().up
 
     _wait(ping, proc, "drawstated", log_path)
     return proc, str(sock)

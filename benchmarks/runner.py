@@ -113,7 +113,7 @@ def output_dir(settings: Settings, started: datetime.datetime) -> Path:
 
 def run(settings: Settings) -> Path:
     """Run the selected scenarios; return the directory holding results.json, .md and .png."""
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     began = time.monotonic()
     load_before = os.getloadavg()[0]
     out = output_dir(settings, started)

@@ -2,8 +2,13 @@
 
 A game process drives each multi-draw through `MultiDraw` (start, record every
 draw, complete); after a crash a new process resumes it, or rolls it back and
-refunds from the `Refund` it returns. `Client` is the plain blocking client below it.
+refunds from the `Refund` it returns when it is final (else a refund worker pays
+it from the outcome stream: `Client.iter_outcomes`). `Client` is the blocking
+client below it, safe to share between threads; `drawstate.aio` has the same for
+asyncio. The one dependency is msgpack.
 """
+
+__version__ = "0.1.0"
 
 from drawstate.client import Client
 from drawstate.errors import (
@@ -13,8 +18,8 @@ from drawstate.errors import (
     DurabilityNotMet,
     FrameTooLarge,
     InternalError,
+    InvalidDrawState,
     InvalidRequest,
-    NotFound,
     OperationClosed,
     OutcomeUnknown,
     Overloaded,
@@ -28,39 +33,57 @@ from drawstate.limits import DEFAULT_LIMITS, Limits
 from drawstate.model import DrawError, DrawState, InvalidState, Prize, new_operation_id
 from drawstate.multidraw import MultiDraw
 from drawstate.refund import Refund
-from drawstate.results import AuditPage, OutcomeEvent, PendingItem, PendingPage, RollbackResult, SaveResult
+from drawstate.resend import Retry
+from drawstate.results import (
+    AuditPage,
+    Cleanup,
+    Durability,
+    OutcomeEvent,
+    PendingItem,
+    PendingPage,
+    Ping,
+    RollbackResult,
+    SaveResult,
+    Stats,
+)
 
 __all__ = [
     "DEFAULT_LIMITS",
     "AuditPage",
+    "Cleanup",
     "Client",
     "DeadlineExceeded",
     "DrawError",
     "DrawState",
     "DrawStateCorrupted",
     "DrawStateError",
+    "Durability",
     "DurabilityNotMet",
     "FrameTooLarge",
     "InternalError",
+    "InvalidDrawState",
     "InvalidRequest",
     "InvalidState",
     "Limits",
     "MultiDraw",
-    "NotFound",
     "OperationClosed",
     "OutcomeEvent",
     "OutcomeUnknown",
     "Overloaded",
     "PendingItem",
     "PendingPage",
+    "Ping",
     "Prize",
     "RedisUnavailable",
     "Refund",
+    "Retry",
     "RollbackResult",
     "SaveResult",
     "SidecarTimeout",
     "SidecarUnavailable",
     "StaleState",
+    "Stats",
     "VersionConflict",
+    "__version__",
     "new_operation_id",
 ]

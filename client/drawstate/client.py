@@ -1,68 +1,95 @@
 """The blocking client a game process uses to talk to its local drawstate daemon.
 
-One Unix socket per Client, guarded by a lock so threads can share it. A broken
-connection is reopened and the call sent once more: every op is safe to repeat
-(saves carry a token the daemon deduplicates on; rollback and complete leave a
-tombstone that answers a repeat the same way).
+Thread-safe: each call borrows one of up to `pool_size` connections, so threads sharing a
+Client do not wait for each other (only for a free connection). A broken connection is
+reopened and the call sent once more: every op is safe to repeat (saves and rollbacks carry a
+token the daemon recognises; complete leaves a tombstone that answers a repeat the same way).
+An optional `retry` policy resends retryable failures too. For asyncio, see drawstate.aio.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
-from drawstate.errors import (
-    DrawStateCorrupted,
-    InternalError,
-    SidecarTimeout,
-    SidecarUnavailable,
-    error_from_wire,
-)
+from drawstate import ops
+from drawstate.connection import Connection
+from drawstate.errors import InternalError, SidecarTimeout, SidecarUnavailable, error_from_wire
 from drawstate.limits import DEFAULT_LIMITS, MAX_FRAME_BYTES, Limits
-from drawstate.model import DrawState, InvalidState
-from drawstate.paths import SOCKET_ENV, implicit_socket_path, unsafe_socket_dir
-from drawstate.protocol import FrameBuffer, FrameError, decode_body, encode_frame
-from drawstate.results import AuditPage, OutcomeEvent, PendingItem, PendingPage, RollbackResult, SaveResult
+from drawstate.model import DrawState
+from drawstate.paths import SOCKET_ENV, implicit_socket_path
+from drawstate.resend import Retry, resend
+from drawstate.results import (
+    AuditPage,
+    Durability,
+    OutcomeEvent,
+    PendingItem,
+    PendingPage,
+    Ping,
+    RefundBy,
+    RollbackResult,
+    SaveResult,
+    Stats,
+)
 
+#: Seconds one call may take end to end, by default (the daemon answers well within it).
 DEFAULT_TIMEOUT_S = 1.0
-_RECV_CHUNK = 256 * 1024
+#: Connections one Client opens at most: as many calls run at once, from as many threads.
+DEFAULT_POOL_SIZE = 8
 
 
 class Client:
-    """Blocking, thread-safe client; `timeout` bounds each call end to end."""
+    """Blocking, thread-safe client of the local daemon.
+
+    Args:
+        socket_path: The daemon's socket. Default: `$DRAWSTATE_SOCKET`, else
+            `$XDG_RUNTIME_DIR/drawstate.sock`, else `/tmp/drawstate-<uid>/drawstate.sock` (a
+            default directory that another user owns or can write is refused).
+        timeout: Seconds each call may take end to end (> 0), unless the call says otherwise.
+        pool_size: Connections opened at most, so this many calls run at once across threads.
+        retry: Resend a call that failed with a retryable error, by this policy (the same
+            request and token each time). None: only the one resend after a broken connection.
+        limits: The DrawState limits that returned states are checked against.
+        max_frame_bytes: The largest reply frame accepted.
+    """
 
     def __init__(
         self,
         socket_path: str | Path | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        retry: Retry | None = None,
         limits: Limits = DEFAULT_LIMITS,
         max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, got {pool_size!r}")
         explicit = socket_path or os.environ.get(SOCKET_ENV)
         self.socket_path = str(explicit or implicit_socket_path())
         # Only the default directory is checked: an explicit path is the operator's choice.
         self._default_dir = None if explicit else Path(self.socket_path).parent
         self.timeout = timeout
+        self.pool_size = pool_size
+        self.retry = retry
         self.limits = limits
         self._max_frame_bytes = max_frame_bytes
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._frames = FrameBuffer(max_frame_bytes)
-        self._ids = itertools.count(1)
+        self._idle: list[Connection] = []
+        self._idle_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(pool_size)
 
-    # --- public API ------------------------------------------------------------
+    # --- the ops ---------------------------------------------------------------------
 
-    def ping(self, *, timeout: float | None = None) -> dict[str, Any]:
-        return self._call({"op": "ping"}, timeout)
+    def ping(self, *, timeout: float | None = None) -> Ping:
+        """Whether the daemon answers, and whether its Redis does (`Ping.redis`)."""
+        return ops.read_ping(self._call(ops.ping(), timeout))
 
     def save(
         self,
@@ -71,82 +98,102 @@ class Client:
         expect_version: int | None = None,
         ttl_s: int | None = None,
         token: str | None = None,
-        durability: str | None = None,
+        durability: Durability | None = None,
         timeout: float | None = None,
     ) -> SaveResult:
-        """Save `state`; a DrawState passed in gets its new `version` set.
+        """Save one operation's state; the new version is in the result (`state` is not changed).
 
-        The daemon checks every rule (draw_state_corrupted); checking here too
+        The daemon checks every rule (InvalidDrawState names what is wrong); checking here too
         would only double the cost of each save. `DrawState.validate()` checks locally.
+
+        Args:
+            state: The state, as a DrawState or its dict form. Its `version` is ignored.
+            expect_version: 0 creates only; N requires stored version N (else VersionConflict).
+            ttl_s: Seconds the operation lives after this save (default: the daemon's `--ttl`).
+            token: This save's token; a resend with it is answered as the first (default: a new one).
+            durability: "ack" (the primary took it) or "replicated" (replicas did too).
+            timeout: Seconds for this call, instead of the client's.
         """
-        data = state.to_dict() if isinstance(state, DrawState) else dict(state)
-        data.pop("version", None)
-        request: dict[str, Any] = {
-            "op": "save",
-            "state": data,
-            "token": token or secrets.token_hex(8),
-        }
-        if expect_version is not None:
-            request["expect_version"] = expect_version
-        if ttl_s is not None:
-            request["ttl_s"] = ttl_s
-        if durability is not None:
-            request["durability"] = durability
-        reply = self._call(request, timeout)
-        if isinstance(state, DrawState):
-            state.version = reply["version"]
-        return SaveResult(reply["version"], reply["ttl_s"], reply.get("replicas"))
+        request = ops.save(
+            state, expect_version=expect_version, ttl_s=ttl_s, token=token, durability=durability
+        )
+        return ops.read_save(self._call(request, timeout))
 
     def load(
         self, lock_key: str, operation_id: str | None = None, *, timeout: float | None = None
     ) -> DrawState | None:
-        """The state of one operation, or the newest live one of `lock_key`; None if there is none."""
-        request: dict[str, Any] = {"op": "load", "lock_key": lock_key}
-        if operation_id is not None:
-            request["operation_id"] = operation_id
-        return self._state(self._call(request, timeout).get("state"))
+        """One operation's state, or the newest live one of `lock_key`; None if there is none.
 
+        Args:
+            lock_key: Whose operations (e.g. "player:1001").
+            operation_id: Which one; None for the newest live one.
+            timeout: Seconds for this call, instead of the client's.
+        """
+        return ops.read_state(self._call(ops.load(lock_key, operation_id), timeout).get("state"), self.limits)
+
+    @overload
     def rollback(
         self,
-        state_or_lock_key: DrawState | Mapping[str, Any] | str,
-        operation_id: str | None = None,
+        lock_key: str,
+        operation_id: str,
+        /,
         *,
         reason: str | None = None,
         token: str | None = None,
+        refund_by: RefundBy | None = None,
+        timeout: float | None = None,
+    ) -> RollbackResult: ...
+
+    @overload
+    def rollback(
+        self,
+        state: DrawState | Mapping[str, Any],
+        /,
+        *,
+        reason: str | None = None,
+        token: str | None = None,
+        refund_by: RefundBy | None = None,
+        timeout: float | None = None,
+    ) -> RollbackResult: ...
+
+    def rollback(
+        self,
+        target: str | DrawState | Mapping[str, Any],
+        operation_id: str | None = None,
+        /,
+        *,
+        reason: str | None = None,
+        token: str | None = None,
+        refund_by: RefundBy | None = None,
         timeout: float | None = None,
     ) -> RollbackResult:
-        """Remove the operation; `final` says whether this caller pays the refund (see RollbackResult).
+        """End an operation and learn who pays its refund (`RollbackResult.final`).
 
-        `token` names this caller: reuse it to resend the same rollback (a resend gets the same
-        answer); a new one is made when None. Another caller's token, after the operation was
-        rolled back, gets OperationClosed (closed_by "rollback"): it must not refund.
+        Called as `rollback(lock_key, operation_id)`, or `rollback(state)` with the state the
+        caller holds (it is checked; its ids name the operation).
+
+        Args:
+            reason: Recorded with the outcome event (at most 512 chars).
+            token: Names this caller: reuse it to resend the same rollback and get the same
+                answer (default: a new one per call). Another caller's token, after the
+                operation was rolled back, gets OperationClosed: it must not refund.
+            refund_by: "caller" (the default: told `final`, this caller pays) or "stream" (this
+                caller will not pay: a refund worker pays it from the outcome stream; an
+                operator's sweep, say).
+            timeout: Seconds for this call, instead of the client's.
         """
-        token = token or secrets.token_hex(8)
-        request: dict[str, Any] = {"op": "rollback", "token": token}
-        if isinstance(state_or_lock_key, str):
-            request["lock_key"] = state_or_lock_key
-            request["operation_id"] = operation_id
-        else:
-            request["state"] = (
-                state_or_lock_key.to_dict()
-                if isinstance(state_or_lock_key, DrawState)
-                else dict(state_or_lock_key)
-            )
-        if reason is not None:
-            request["reason"] = reason
-        reply = self._call(request, timeout)
-        return RollbackResult(
-            self._state(reply.get("state")),
-            reply["cleanup"],
-            final=bool(reply.get("final", False)),
-            existed=bool(reply.get("existed", False)),
-            token=token,
-        )
+        request = ops.rollback(target, operation_id, reason=reason, token=token, refund_by=refund_by)
+        return ops.read_rollback(self._call(request, timeout), request, self.limits)
 
     def complete(self, lock_key: str, operation_id: str, *, timeout: float | None = None) -> bool:
-        """Remove a finished operation; True if it still existed."""
-        reply = self._call({"op": "complete", "lock_key": lock_key, "operation_id": operation_id}, timeout)
-        return bool(reply["existed"])
+        """End a finished operation; True if its state was still stored.
+
+        Args:
+            lock_key: Whose operation.
+            operation_id: Which one.
+            timeout: Seconds for this call, instead of the client's.
+        """
+        return ops.read_complete(self._call(ops.complete(lock_key, operation_id), timeout))
 
     def pending(
         self,
@@ -157,24 +204,21 @@ class Client:
         cursor: str | None = None,
         timeout: float | None = None,
     ) -> PendingPage:
-        """One page of live (interrupted or running) operations."""
-        request: dict[str, Any] = {"op": "pending"}
-        for key, value in (
-            ("lock_key", lock_key),
-            ("older_than_s", older_than_s),
-            ("limit", limit),
-            ("cursor", cursor),
-        ):
-            if value is not None:
-                request[key] = value
-        reply = self._call(request, timeout)
-        items = [PendingItem(**item) for item in reply["items"]]
-        return PendingPage(items, reply.get("cursor"))
+        """One page of live operations (running, or interrupted and waiting for resume or rollback).
+
+        Args:
+            lock_key: Only this lock key's (ordered by operation id); None walks every lock key.
+            older_than_s: Only those not saved for this many seconds.
+            limit: At most this many items (1-1000, default 100).
+            cursor: The previous page's `cursor`, to go on.
+            timeout: Seconds for this call, instead of the client's.
+        """
+        return ops.read_pending(self._call(ops.pending(lock_key, older_than_s, limit, cursor), timeout))
 
     def iter_pending(
         self, lock_key: str | None = None, *, older_than_s: int | None = None, limit: int = 100
     ) -> Iterator[PendingItem]:
-        """Every pending operation, page after page, each once (a SCAN walk may repeat one)."""
+        """Every live operation, page after page, each once (a SCAN walk may repeat one)."""
         cursor: str | None = None
         seen: set[tuple[str, str]] = set()
         while True:
@@ -187,8 +231,9 @@ class Client:
                 return
             cursor = page.cursor
 
-    def stats(self, *, timeout: float | None = None) -> dict[str, Any]:
-        return self._call({"op": "stats"}, timeout)
+    def stats(self, *, timeout: float | None = None) -> Stats:
+        """The daemon's counters: requests, latency, Redis, deferred rollbacks, the outcome stream."""
+        return ops.read_stats(self._call(ops.stats(), timeout))
 
     def audit(
         self,
@@ -199,18 +244,21 @@ class Client:
         cursor: str | None = None,
         timeout: float | None = None,
     ) -> AuditPage:
-        """One page of audit events (rollback, complete, deferred-cleanup), oldest first."""
-        request: dict[str, Any] = {"op": "audit"}
-        for key, value in (("lock_key", lock_key), ("since", since), ("limit", limit), ("cursor", cursor)):
-            if value is not None:
-                request[key] = value
-        reply = self._call(request, timeout)
-        return AuditPage(reply["items"], reply.get("cursor"))
+        """One page of the outcome stream as history, oldest first (nothing is acknowledged).
+
+        Args:
+            lock_key: Only this lock key's events.
+            since: Unix seconds: events from then on (ignored with `cursor`).
+            limit: At most this many (1-1000, default 100).
+            cursor: The previous page's `cursor`, to go on.
+            timeout: Seconds for this call, instead of the client's.
+        """
+        return ops.read_audit(self._call(ops.audit(lock_key, since, limit, cursor), timeout))
 
     def iter_audit(
         self, lock_key: str | None = None, *, since: int | None = None, limit: int = 100
-    ) -> Iterator[dict[str, Any]]:
-        """Every audit event from `since` on, page after page."""
+    ) -> Iterator[OutcomeEvent]:
+        """Every event from `since` on, page after page."""
         cursor: str | None = None
         while True:
             page = self.audit(lock_key, since=since if cursor is None else None, limit=limit, cursor=cursor)
@@ -231,20 +279,25 @@ class Client:
     ) -> list[OutcomeEvent]:
         """Events for `consumer` of consumer group `group`: its unacknowledged ones first, then new.
 
-        Each event stays pending for this consumer until `ack`. `block_ms` waits that long for
-        new events when there are none (within the call timeout); `claim_idle_ms` also takes
-        over events another consumer of the group left unacknowledged that long.
+        Each event stays pending for this consumer until `ack`.
+
+        Args:
+            group: The consumer group (refund workers share one); created at its first read.
+            consumer: This worker's name within the group.
+            limit: At most this many events (1-1000, default 100).
+            block_ms: With none to deliver, wait this long for a new one (the call's timeout
+                grows by as much).
+            claim_idle_ms: Also take over events another consumer left unacknowledged this long.
+            timeout: Seconds for this call, instead of the client's.
         """
-        request: dict[str, Any] = {"op": "outcomes", "group": group, "consumer": consumer}
-        for key, value in (("limit", limit), ("block_ms", block_ms), ("claim_idle_ms", claim_idle_ms)):
-            if value is not None:
-                request[key] = value
-        reply = self._call(request, timeout)
-        return [OutcomeEvent.from_wire(item) for item in reply["items"]]
+        if block_ms and timeout is None:
+            timeout = ops.outcomes_timeout(self.timeout, block_ms)
+        request = ops.outcomes(group, consumer, limit, block_ms, claim_idle_ms)
+        return ops.read_outcomes(self._call(request, timeout))
 
     def ack(self, group: str, ids: Sequence[str], *, timeout: float | None = None) -> int:
-        """Acknowledge handled events; returns how many were pending."""
-        return int(self._call({"op": "ack", "group": group, "ids": list(ids)}, timeout)["acked"])
+        """Acknowledge handled events of `group`; returns how many were pending."""
+        return ops.read_ack(self._call(ops.ack(group, ids), timeout))
 
     def iter_outcomes(
         self,
@@ -263,10 +316,9 @@ class Client:
         leaves it pending: it comes again. Runs until the caller stops, or until a wait of
         `block_ms` brings nothing when `stop_when_idle`.
         """
-        timeout = max(self.timeout, block_ms / 1000 + self.timeout)
         while True:
             events = self.outcomes(
-                group, consumer, limit=limit, block_ms=block_ms, claim_idle_ms=claim_idle_ms, timeout=timeout
+                group, consumer, limit=limit, block_ms=block_ms, claim_idle_ms=claim_idle_ms
             )
             if not events and stop_when_idle:
                 return
@@ -275,8 +327,11 @@ class Client:
                 self.ack(group, [event.id])
 
     def close(self) -> None:
-        with self._lock:
-            self._disconnect()
+        """Close the idle connections (a later call opens new ones)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
 
     def __enter__(self) -> Client:
         return self
@@ -289,39 +344,27 @@ class Client:
     ) -> None:
         self.close()
 
-    # --- plumbing ----------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"Client({self.socket_path!r}, timeout={self.timeout}, pool_size={self.pool_size})"
 
-    def _state(self, data: Any) -> DrawState | None:
-        if data is None:
-            return None
-        try:
-            return DrawState.from_dict(data, self.limits)
-        except (InvalidState, TypeError) as exc:
-            raise DrawStateCorrupted(f"daemon returned an invalid state: {exc}") from exc
+    # --- plumbing ----------------------------------------------------------------------
 
     def _call(self, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        if self.retry is None:
+            return self._call_once(request, timeout)
+        return resend(self.retry, f"{request['op']} request", lambda: self._call_once(request, timeout))
+
+    def _call_once(self, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
-        with self._lock:
-            # A fresh connection gets the request once more: every op is idempotent.
-            for attempt in (1, 2):
-                fresh = self._sock is None
-                try:
-                    reply = self._round_trip(request, deadline)
-                    break
-                except OSError as exc:  # reset, broken pipe, not connected: the socket is gone
-                    self._disconnect()
-                    if attempt == 2 or fresh or time.monotonic() >= deadline:
-                        # The request may have reached the daemon: its outcome is not known.
-                        raise SidecarTimeout(
-                            f"connection to {self.socket_path} lost before the reply: {exc}"
-                        ) from exc
-                except SidecarUnavailable as exc:
-                    if attempt == 2 and not isinstance(exc, SidecarTimeout):
-                        # The first attempt went out before its connection broke: it may have
-                        # taken effect, even though this reconnect found nobody.
-                        raise SidecarTimeout(f"{exc} (after the first attempt went out)") from exc
-                    raise
+        if not self._slots.acquire(timeout=max(0.0, budget)):
+            raise SidecarUnavailable(
+                f"all {self.pool_size} connections of this client stayed busy for {budget} s"
+            )
+        try:
+            reply = self._exchange(request, deadline)
+        finally:
+            self._slots.release()
         if reply.get("ok"):
             return reply
         error = reply.get("error")
@@ -329,54 +372,41 @@ class Client:
             raise InternalError(f"malformed reply from daemon: {reply!r:.200}")
         raise error_from_wire(error)
 
-    def _round_trip(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
-        sock = self._connect(deadline)
-        request_id = next(self._ids)
-        request["id"] = request_id
-        request["deadline_ms"] = max(1, int((deadline - time.monotonic()) * 1000))
+    def _exchange(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """One request on a pooled connection; a broken pooled one gets it once more on a new one."""
+        connection, fresh = self._borrow(deadline)
         try:
-            sock.settimeout(max(0.001, deadline - time.monotonic()))
-            sock.sendall(encode_frame(request))
-            while True:
-                for body in self._frames.frames():
-                    reply = decode_body(body)
-                    if isinstance(reply, dict) and reply.get("id") == request_id:
-                        return reply
-                    if isinstance(reply, dict) and reply.get("id") is None and not reply.get("ok"):
-                        return reply  # the daemon could not read our id (e.g. frame too large)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                sock.settimeout(remaining)
-                chunk = sock.recv(_RECV_CHUNK)
-                if not chunk:
-                    raise ConnectionResetError("daemon closed the connection")
-                self._frames.feed(chunk)
-        except TimeoutError as exc:
-            # A late reply would arrive out of step with the next call: drop the connection.
-            self._disconnect()
-            raise SidecarTimeout(f"no reply from {self.socket_path} within the call timeout") from exc
-        except FrameError as exc:
-            self._disconnect()
-            raise InternalError(f"bad frame from daemon: {exc}") from exc
+            reply = connection.round_trip(request, deadline)
+        except OSError as exc:  # reset, broken pipe: the daemon restarted, or closed an idle connection
+            if fresh or time.monotonic() >= deadline:
+                raise SidecarTimeout(
+                    f"connection to {self.socket_path} lost before the reply: {exc}"
+                ) from exc
+            try:
+                connection = self._open(deadline)
+            except SidecarUnavailable as unavailable:
+                # The first attempt went out before its connection broke: it may have taken effect.
+                raise SidecarTimeout(f"{unavailable} (after the first attempt went out)") from unavailable
+            try:
+                reply = connection.round_trip(request, deadline)
+            except OSError as again:
+                raise SidecarTimeout(
+                    f"connection to {self.socket_path} lost before the reply: {again}"
+                ) from again
+        self._give_back(connection)
+        return reply
 
-    def _connect(self, deadline: float) -> socket.socket:
-        if self._sock is not None:
-            return self._sock
-        if self._default_dir is not None and (problem := unsafe_socket_dir(self._default_dir)):
-            raise SidecarUnavailable(f"refusing to connect to {self.socket_path}: {problem}")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(max(0.001, deadline - time.monotonic()))
-            sock.connect(self.socket_path)
-        except (OSError, TimeoutError) as exc:
-            sock.close()
-            raise SidecarUnavailable(f"cannot reach drawstate daemon at {self.socket_path}: {exc}") from exc
-        self._sock = sock
-        self._frames = FrameBuffer(self._max_frame_bytes)
-        return sock
+    def _borrow(self, deadline: float) -> tuple[Connection, bool]:
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop(), False
+        return self._open(deadline), True
 
-    def _disconnect(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+    def _open(self, deadline: float) -> Connection:
+        return Connection(self.socket_path, self._default_dir, self._max_frame_bytes, deadline)
+
+    def _give_back(self, connection: Connection) -> None:
+        if connection.closed:
+            return
+        with self._idle_lock:
+            self._idle.append(connection)

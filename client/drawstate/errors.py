@@ -2,6 +2,8 @@
 
 A game catches `DrawStateError` and branches on `.retryable`, or catches the
 precise class (`VersionConflict`, `OperationClosed`, ...) where the flow differs.
+Caller mistakes are also ValueErrors (`InvalidDrawState`, and `InvalidState` from
+local checks); `ERROR_CLASSES` and `RETRYABLE` are the one table of wire codes.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ class InvalidRequest(DrawStateError):
 
 
 class DrawStateCorrupted(DrawStateError):
-    """A state broke a DrawState rule: sent by the caller, or found so in Redis."""
+    """A state stored in Redis breaks a DrawState rule: the data is bad, not the call."""
+
+    code = "draw_state_corrupted"
+
+
+class InvalidDrawState(DrawStateError, ValueError):
+    """The state this call sent breaks a DrawState rule (a caller mistake, `details["field"]` says
+    which field when the daemon names it). The wire code is still draw_state_corrupted, with
+    `source: "request"`."""
 
     code = "draw_state_corrupted"
 
@@ -54,6 +64,8 @@ class OperationClosed(DrawStateError):
 
 
 class NotFound(DrawStateError):
+    """Reserved: no op answers it today (a missing state is `None`, not an error)."""
+
     code = "not_found"
 
 
@@ -135,8 +147,10 @@ ERROR_CLASSES: dict[str, type[DrawStateError]] = {
     )
 }
 
-#: Wire code → retryable, the single source both sides use.
+#: Wire code → retryable: the one table, which the daemon answers from and clients branch on.
 RETRYABLE: dict[str, bool] = {code: cls.retryable for code, cls in ERROR_CLASSES.items()}
+#: Codes the Python client makes itself; they never travel on the wire.
+CLIENT_ONLY_CODES = frozenset({SidecarUnavailable.code, SidecarTimeout.code})
 
 
 def error_from_wire(error: dict[str, Any]) -> DrawStateError:
@@ -145,6 +159,8 @@ def error_from_wire(error: dict[str, Any]) -> DrawStateError:
     message = str(error.get("message", ""))
     details = {k: v for k, v in error.items() if k not in ("code", "message", "retryable")}
     cls = ERROR_CLASSES.get(code)
+    if cls is DrawStateCorrupted and details.get("source") == "request":
+        cls = InvalidDrawState  # the caller's own state, not stored data
     if cls is None:
         exc = DrawStateError(message or code, details=details)
         exc.code = code  # type: ignore[misc]  # an unknown future code keeps its name

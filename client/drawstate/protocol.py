@@ -34,10 +34,6 @@ OUTCOME_UNKNOWN = "outcome_unknown"
 FRAME_TOO_LARGE = "frame_too_large"
 INTERNAL = "internal"
 
-RETRYABLE_CODES = frozenset(
-    {REDIS_UNAVAILABLE, DEADLINE_EXCEEDED, OVERLOADED, DURABILITY_NOT_MET, OUTCOME_UNKNOWN}
-)
-
 
 class FrameError(ValueError):
     """A frame could not be cut or decoded; `code` is the wire code to answer with."""

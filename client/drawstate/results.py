@@ -3,12 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
 
 from drawstate.model import DrawState, Prize
 
-__all__ = ["AuditPage", "OutcomeEvent", "PendingItem", "PendingPage", "RollbackResult", "SaveResult"]
+__all__ = [
+    "AuditPage",
+    "Cleanup",
+    "Durability",
+    "OutcomeEvent",
+    "PendingItem",
+    "PendingPage",
+    "Ping",
+    "RefundBy",
+    "RollbackResult",
+    "SaveResult",
+    "Stats",
+]
+
+#: How durable a save must be before the daemon answers: the primary took it, or replicas too.
+Durability = Literal["ack", "replicated"]
+#: Whether a rollback's state is gone from Redis now, or its removal is journaled for later.
+Cleanup = Literal["done", "deferred"]
+#: Who a rollback asks to pay its refund: its caller (told `final`), or the outcome stream.
+RefundBy = Literal["caller", "stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """The daemon answered; `redis` says whether its Redis did (within 250 ms)."""
+
+    redis: Literal["up", "down"]
+    version: str
+
+    @property
+    def up(self) -> bool:
+        return self.redis == "up"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +61,7 @@ class RollbackResult:
     """
 
     state: DrawState | None
-    cleanup: str
+    cleanup: Cleanup
     final: bool = False
     #: A state was stored, and this rollback removed it.
     existed: bool = False
@@ -58,8 +89,10 @@ class PendingPage:
 
 @dataclass(frozen=True, slots=True)
 class AuditPage:
-    #: Events as maps: id, event, lock_key, operation_id, time, reason, counts, results granted.
-    items: list[dict[str, Any]]
+    """One page of the outcome stream read as history (`audit`), oldest first."""
+
+    items: list[OutcomeEvent]
+    #: Pass back to get the next page; None when the listing is done.
     cursor: str | None
 
 
@@ -117,6 +150,35 @@ class OutcomeEvent:
             corrupted_state=item.get("corrupted_state"),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The event as the wire carries it (`errors` is the count of failed draws): for JSON output."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "event": self.event,
+            "lock_key": self.lock_key,
+            "operation_id": self.operation_id,
+            "time": self.time,
+            "reason": self.reason,
+            "existed": self.existed,
+            "refunded_by_caller": self.refunded_by_caller,
+            "deferred": self.deferred,
+        }
+        if self.closed_by is not None:
+            data["closed_by"] = self.closed_by
+        if self.corrupted_state is not None:
+            data["corrupted_state"] = self.corrupted_state
+        elif self.existed:
+            data.update(
+                completed_count=self.completed_count,
+                total_count=self.total_count,
+                errors=len(self.failed_draws),
+                failed_draws=list(self.failed_draws),
+                results=list(self.results),
+                prize_results=[prize.to_dict() for prize in self.prize_results],
+                metadata=dict(self.metadata),
+            )
+        return data
+
     @property
     def terminal(self) -> bool:
         return self.event in self.TERMINAL
@@ -132,3 +194,44 @@ class OutcomeEvent:
     def ungranted_count(self) -> int:
         """Draws paid for that granted nothing (failed or never made): what a refund covers."""
         return max(0, self.total_count - self.completed_count)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A snapshot of the daemon's counters (docs/protocol.md §7.7); fields it adds later land in `extra`."""
+
+    redis: Literal["up", "down"]
+    version: str
+    uptime_s: int
+    #: Requests answered, by op and reply code ("ok" or an error code).
+    requests: dict[str, dict[str, int]]
+    #: Latency percentiles per op: p50_ms, p90_ms, p99_ms, p99.9_ms.
+    latency: dict[str, dict[str, float]]
+    in_flight: int
+    connections: int
+    connections_total: int
+    connections_refused: int
+    redis_retries: int
+    redis_connects: int
+    batches: int
+    mean_batch: float
+    max_batch: int
+    deferred_rollbacks: int
+    deferred_applied: int = 0
+    deferred_superseded: int = 0
+    events_to_publish: int = 0
+    sweeps: int = 0
+    expired: int = 0
+    events_written_late: int = 0
+    outcome_stream_length: int = 0
+    outcome_stream_over_cap: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, reply: Mapping[str, Any]) -> Stats:
+        known = {item.name for item in fields(cls)} - {"extra"}
+        values = {name: reply[name] for name in known if name in reply}
+        extra = {
+            name: value for name, value in reply.items() if name not in known and name not in ("id", "ok")
+        }
+        return cls(**values, extra=extra)

@@ -1,8 +1,5 @@
 """drawstated: the drawstate sidecar daemon (uvloop server, Redis store, CLI)."""
 
-from importlib.metadata import PackageNotFoundError, version
+from drawstate import __version__
 
-try:
-    __version__ = version("drawstate")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+source"
+__all__ = ["__version__"]

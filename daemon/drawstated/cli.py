@@ -24,6 +24,7 @@ from drawstated.cli_client import (
     EXIT_USAGE,
 )
 from drawstated.cli_import import import_legacy
+from drawstated.cli_operator import OPERATOR_COMMANDS
 from drawstated.config import PASSWORD_FILE_ENV, Config
 from drawstated.options import add_serve_options, config_from_options
 from drawstated.startup import BadConfig, EmbeddedRedisFailed, PasswordFileUnreadable, StartupError
@@ -79,5 +80,5 @@ def _startup_failed(exc: StartupError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
-for _command in (*COMMANDS, import_legacy):
+for _command in (*COMMANDS, *OPERATOR_COMMANDS, import_legacy):
     main.add_command(_command)

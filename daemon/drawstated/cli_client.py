@@ -1,16 +1,14 @@
-"""The `drawstate` commands that talk to a running daemon: ping, load, pending, rollback, stats, audit, ...
+"""The `drawstate` commands about one operation or the daemon (ping, load, rollback, stats), and shared parts.
 
-Each is a thin wrapper over the blocking Client: click parses, the Client
-calls, and the output is for people by default, `--json` for scripts. The
-command group and `serve` live in cli.py, which registers these commands.
+Each is a thin wrapper over the blocking Client: click parses, the Client calls, and the output
+is for people by default, `--json` for scripts. The commands over many operations (pending,
+audit, outcomes, recover) are in cli_operator.py; the group and `serve` in cli.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import socket
 import sys
 import time
 from collections import Counter
@@ -20,7 +18,7 @@ from typing import Any
 import click
 import orjson
 
-from drawstate import Client, DrawStateError, SidecarUnavailable
+from drawstate import Client, DrawStateError
 from drawstate.client import DEFAULT_TIMEOUT_S
 
 EXIT_OK = 0
@@ -35,50 +33,59 @@ def env(name: str) -> str:
     return f"DRAWSTATE_{name}"
 
 
+#: The commands' call timeout. Longer than a game's Client (1 s): an operator's one-off call may
+#: meet a daemon busy with its games, or a page that walks many keys, and nobody waits on it.
+CLI_TIMEOUT_S = DEFAULT_TIMEOUT_S * 5
+
 socket_option = click.option(
     "--socket",
     "socket_path",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar=env("SOCKET"),
-    help="Daemon socket. [default: $XDG_RUNTIME_DIR/drawstate.sock or /tmp/drawstate-<uid>/]",
+    help="Daemon socket (also $DRAWSTATE_SOCKET). [default: $XDG_RUNTIME_DIR/drawstate.sock, "
+    "else /tmp/drawstate-<uid>/drawstate.sock]",
 )
 timeout_option = click.option(
     "--timeout",
-    type=float,
-    default=DEFAULT_TIMEOUT_S * 5,
+    type=click.FloatRange(0, min_open=True),
+    default=CLI_TIMEOUT_S,
     envvar=env("TIMEOUT"),
     show_default=True,
-    help="Seconds to wait for the daemon.",
+    help="Seconds each call may take (longer than a game client's 1 s: nobody waits on a one-off command).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def _client(socket_path: Path | None, timeout: float) -> Client:
+def client_for(socket_path: Path | None, timeout: float) -> Client:
     return Client(socket_path, timeout=timeout)
 
 
-def _fail(exc: DrawStateError) -> None:
+def fail(exc: DrawStateError) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(EXIT_UNAVAILABLE if exc.retryable else EXIT_REFUSED)
 
 
-def _print_json(data: Any) -> None:
-    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+def print_json(data: Any, *, one_line: bool = False) -> None:
+    click.echo(orjson.dumps(data, option=0 if one_line else orjson.OPT_INDENT_2).decode())
 
 
 @click.command()
 @socket_option
 @timeout_option
-def ping(socket_path: Path | None, timeout: float) -> None:
+@json_option
+def ping(socket_path: Path | None, timeout: float, as_json: bool) -> None:
     """Exit 0 when the daemon answers and its Redis is up."""
     try:
-        with _client(socket_path, timeout) as client:
+        with client_for(socket_path, timeout) as client:
             reply = client.ping()
     except DrawStateError as exc:
-        _fail(exc)
+        fail(exc)
         return
-    click.echo(f"daemon {reply['version']}: redis {reply['redis']}")
-    sys.exit(EXIT_OK if reply["redis"] == "up" else EXIT_NONE)
+    if as_json:
+        print_json(dataclasses.asdict(reply), one_line=True)
+    else:
+        click.echo(f"daemon {reply.version}: redis {reply.redis}")
+    sys.exit(EXIT_OK if reply.up else EXIT_NONE)
 
 
 @click.command()
@@ -89,54 +96,15 @@ def ping(socket_path: Path | None, timeout: float) -> None:
 def load(socket_path: Path | None, timeout: float, lock_key: str, operation_id: str | None) -> None:
     """Print an operation's state as JSON (the newest of LOCK_KEY without OPERATION_ID)."""
     try:
-        with _client(socket_path, timeout) as client:
+        with client_for(socket_path, timeout) as client:
             state = client.load(lock_key, operation_id)
     except DrawStateError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if state is None:
         click.echo("no live operation", err=True)
         sys.exit(EXIT_NONE)
-    _print_json(state.to_dict())
-
-
-@click.command()
-@socket_option
-@timeout_option
-@click.option("--lock-key", help="Only this lock key's operations.")
-@click.option(
-    "--older-than",
-    "older_than_s",
-    type=click.IntRange(0),
-    help="Only operations not saved for this many seconds.",
-)
-@json_option
-def pending(
-    socket_path: Path | None,
-    timeout: float,
-    lock_key: str | None,
-    older_than_s: int | None,
-    as_json: bool,
-) -> None:
-    """List live operations: interrupted ones are those not saved for a while."""
-    try:
-        with _client(socket_path, timeout) as client:
-            items = list(client.iter_pending(lock_key, older_than_s=older_than_s))
-    except DrawStateError as exc:
-        _fail(exc)
-        return
-    if as_json:
-        _print_json([dataclasses.asdict(item) for item in items])
-        return
-    if not items:
-        click.echo("no pending operations")
-        return
-    click.echo(f"{'LOCK KEY':<30} {'OPERATION':<26} {'DRAWS':>9} {'VERSION':>7} {'IDLE':>8}")
-    for item in items:
-        draws = f"{item.completed_count}/{item.total_count}"
-        click.echo(
-            f"{item.lock_key:<30} {item.operation_id:<26} {draws:>9} {item.version:>7} {item.age_s:>7}s"
-        )
+    print_json(state.to_dict())
 
 
 @click.command()
@@ -149,8 +117,21 @@ def pending(
     "--token",
     help="This rollback's token; resend with the one printed to get the same answer. [default: a new one]",
 )
+@click.option(
+    "--refund-by",
+    type=click.Choice(["caller", "stream"]),
+    default="caller",
+    show_default=True,
+    help="Who pays the refund: you, from what is printed (caller), or the refund worker (stream).",
+)
 def rollback(
-    socket_path: Path | None, timeout: float, lock_key: str, operation_id: str, reason: str, token: str | None
+    socket_path: Path | None,
+    timeout: float,
+    lock_key: str,
+    operation_id: str,
+    reason: str,
+    token: str | None,
+    refund_by: str,
 ) -> None:
     """Roll an operation back; print what it had granted and who pays the refund.
 
@@ -158,12 +139,18 @@ def rollback(
     stream), 1 when nothing was stored under that id (a typo, or gone already).
     """
     try:
-        with _client(socket_path, timeout) as client:
-            result = client.rollback(lock_key, operation_id, reason=reason, token=token)
+        with client_for(socket_path, timeout) as client:
+            result = client.rollback(
+                lock_key,
+                operation_id,
+                reason=reason,
+                token=token,
+                refund_by="stream" if refund_by == "stream" else "caller",
+            )
     except DrawStateError as exc:
-        _fail(exc)
+        fail(exc)
         return
-    _print_json(
+    print_json(
         {
             "cleanup": result.cleanup,
             "final": result.final,
@@ -192,26 +179,31 @@ def rollback(
 def stats(socket_path: Path | None, timeout: float, as_json: bool) -> None:
     """Counters, latency percentiles and Redis status of the daemon."""
     try:
-        with _client(socket_path, timeout) as client:
-            reply = client.stats()
-    except SidecarUnavailable as exc:
-        _fail(exc)
+        with client_for(socket_path, timeout) as client:
+            snapshot = client.stats()
+    except DrawStateError as exc:
+        fail(exc)
         return
-    reply.pop("id", None)
-    reply.pop("ok", None)
     if as_json:
-        _print_json(reply)
+        data = dataclasses.asdict(snapshot)
+        data.update(data.pop("extra"))
+        print_json(data)
         return
     click.echo(
-        f"redis: {reply['redis']}   uptime: {reply['uptime_s']} s   "
-        f"connections: {reply['connections']}   in flight: {reply['in_flight']}"
+        f"redis: {snapshot.redis}   uptime: {snapshot.uptime_s} s   "
+        f"connections: {snapshot.connections}   in flight: {snapshot.in_flight}"
     )
     click.echo(
-        f"batches: {reply['batches']} (mean {reply['mean_batch']}, max {reply['max_batch']})   "
-        f"redis retries: {reply['redis_retries']}   deferred rollbacks: {reply['deferred_rollbacks']}"
+        f"batches: {snapshot.batches} (mean {snapshot.mean_batch}, max {snapshot.max_batch})   "
+        f"redis retries: {snapshot.redis_retries}   deferred rollbacks: {snapshot.deferred_rollbacks}"
     )
-    for op, codes in sorted(reply["requests"].items()):
-        latency = reply["latency"].get(op, {})
+    click.echo(
+        f"outcome stream: {snapshot.outcome_stream_length} events"
+        + ("  (over its cap: a consumer group is behind)" if snapshot.outcome_stream_over_cap else "")
+        + f"   expired: {snapshot.expired}"
+    )
+    for op, codes in sorted(snapshot.requests.items()):
+        latency = snapshot.latency.get(op, {})
         counts = ", ".join(f"{code}={n}" for code, n in sorted(codes.items()))
         pcts = " ".join(f"{k.removesuffix('_ms')}={v}ms" for k, v in latency.items())
         click.echo(f"  {op:<9} {counts:<40} {pcts}")
@@ -221,15 +213,25 @@ _AGE_RE = re.compile(r"(\d+)\s*([smhd])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_since(text: str, now: float | None = None) -> int:
-    """Unix seconds from "1767225600" (unix seconds) or an age before now: "90s", "10m", "2h", "1d"."""
+def parse_age(text: str) -> int:
+    """Seconds from "300" or an age: "90s", "10m", "2h", "1d"."""
     text = text.strip().lower()
     if text.isdigit():
         return int(text)
     match = _AGE_RE.fullmatch(text)
     if match is None:
+        raise ValueError(f"{text!r} is neither seconds nor an age like 90s, 10m, 2h or 1d")
+    return int(match[1]) * _UNIT_S[match[2]]
+
+
+def parse_since(text: str, now: float | None = None) -> int:
+    """Unix seconds from "1767225600" (unix seconds) or an age before now: "90s", "10m", "2h", "1d"."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return int(text)
+    if _AGE_RE.fullmatch(text) is None:
         raise ValueError(f"{text!r} is neither unix seconds nor an age like 90s, 10m, 2h or 1d")
-    return max(0, int(time.time() if now is None else now) - int(match[1]) * _UNIT_S[match[2]])
+    return max(0, int(time.time() if now is None else now) - parse_age(text))
 
 
 def _since_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -239,6 +241,13 @@ def _since_option(ctx: click.Context, param: click.Parameter, value: str | None)
         return parse_since(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx, param) from exc
+
+
+since_option = click.option(
+    "--since",
+    callback=_since_option,
+    help="Only events from then on: unix seconds, or an age before now (90s, 10m, 2h, 1d).",
+)
 
 
 def describe_event(event: dict[str, Any]) -> str:
@@ -268,98 +277,4 @@ def describe_event(event: dict[str, Any]) -> str:
     return f"{head}  {body}" + (f"  reason: {reason!r}" if reason else "")
 
 
-@click.command()
-@socket_option
-@timeout_option
-@click.option(
-    "--since",
-    callback=_since_option,
-    help="Only events from then on: unix seconds, or an age before now (90s, 10m, 2h, 1d).",
-)
-@click.option("--lock-key", help="Only this lock key's events.")
-@json_option
-def audit(
-    socket_path: Path | None, timeout: float, since: int | None, lock_key: str | None, as_json: bool
-) -> None:
-    """List audit events (rollback, complete, deferred-cleanup), oldest first, one line each."""
-    try:
-        with _client(socket_path, timeout) as client:
-            events = list(client.iter_audit(lock_key, since=since))
-    except DrawStateError as exc:
-        _fail(exc)
-        return
-    if as_json:
-        _print_json(events)
-        return
-    if not events:
-        click.echo("no audit events")
-        return
-    for event in events:
-        click.echo(describe_event(event))
-
-
-@click.command()
-@socket_option
-@timeout_option
-@click.option(
-    "--group", required=True, help="Consumer group (created at its first read, from the oldest event)."
-)
-@click.option(
-    "--consumer",
-    default=lambda: f"cli-{socket.gethostname()}-{os.getpid()}",
-    show_default="cli-<host>-<pid>",
-    help="Consumer name within the group.",
-)
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, help="Events per read.")
-@click.option("--follow", is_flag=True, help="Keep waiting for new events (Ctrl-C stops).")
-@click.option("--ack", "acknowledge", is_flag=True, help="Acknowledge each event once printed.")
-@click.option(
-    "--claim-idle",
-    "claim_idle_ms",
-    type=click.IntRange(1),
-    help="Also take over events other consumers left unacknowledged this many ms.",
-)
-@json_option
-def outcomes(
-    socket_path: Path | None,
-    timeout: float,
-    group: str,
-    consumer: str,
-    limit: int,
-    follow: bool,
-    acknowledge: bool,
-    claim_idle_ms: int | None,
-    as_json: bool,
-) -> None:
-    """Read outcome events through a consumer group, as a refund worker does.
-
-    Without --ack the events stay pending for this consumer (a refund worker of the same group
-    can claim them); with --ack they are done for the group. --json prints one JSON object a line.
-    """
-    if follow and not acknowledge:
-        # Unacknowledged events come back first on every read: following without --ack would
-        # print the same ones again and again.
-        raise click.UsageError("--follow needs --ack (to watch without consuming, use `drawstate audit`)")
-    block_ms = int(timeout * 500) if follow else None
-    try:
-        with _client(socket_path, timeout) as client:
-            while True:
-                events = client.outcomes(
-                    group, consumer, limit=limit, block_ms=block_ms, claim_idle_ms=claim_idle_ms
-                )
-                for event in events:
-                    if as_json:
-                        click.echo(orjson.dumps(dataclasses.asdict(event)).decode())
-                    else:
-                        click.echo(f"{event.id}  {describe_event(dataclasses.asdict(event))}")
-                if acknowledge and events:
-                    client.ack(group, [event.id for event in events])
-                if not follow and (not acknowledge or len(events) < limit):
-                    return
-    except DrawStateError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        return
-
-
-COMMANDS = (ping, load, pending, rollback, stats, audit, outcomes)
+COMMANDS = (ping, load, rollback, stats)

@@ -12,6 +12,7 @@ import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from drawstate.limits import MAX_FRAME_BYTES, MIB, Limits
@@ -199,6 +200,23 @@ class Config:
         return f"Config({', '.join(shown)})"
 
     __str__ = __repr__
+
+    def essentials(self) -> dict[str, Any]:
+        """What an operator reads first in the start-up line: where, which Redis, where data lives, TTL,
+        durability. The whole configuration goes to the log at DEBUG."""
+        if self.redis_cluster:
+            redis = "cluster " + ",".join(self.redis_cluster)
+        elif self.redis_sentinels:
+            redis = f"sentinel {self.sentinel_master}@" + ",".join(self.redis_sentinels)
+        else:
+            redis = redact_url(self.redis_url) or f"embedded ({self.data_dir})"
+        return {
+            "socket": str(self.socket_path),
+            "redis": redis,
+            "data_dir": str(self.data_dir),
+            "ttl_s": self.ttl_s,
+            "durability": self.durability,
+        }
 
     @property
     def outcome_lease_ms(self) -> int:

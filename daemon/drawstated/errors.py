@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from drawstate import protocol
 from drawstate.errors import RETRYABLE
@@ -31,8 +31,9 @@ def invalid(message: str) -> RequestError:
     return RequestError(protocol.INVALID_REQUEST, message)
 
 
-def corrupted(message: str) -> RequestError:
-    return RequestError(protocol.DRAW_STATE_CORRUPTED, message)
+def corrupted(message: str, *, source: Literal["request", "stored"]) -> RequestError:
+    """draw_state_corrupted; `source` says whose state broke the rule: the caller's, or Redis's."""
+    return RequestError(protocol.DRAW_STATE_CORRUPTED, message, source=source)
 
 
 def unavailable(message: str) -> RequestError:

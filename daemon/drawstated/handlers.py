@@ -108,6 +108,7 @@ class Handlers:
         reason = requests.reason(request)
         # Without a token a resend counts as another caller: it can never be told "final" twice.
         token = requests.token(request) or secrets.token_hex(8)
+        caller_pays = requests.refund_by(request) == "caller"
         pending = self.cleanup.get((lock_key, operation_id))
         if pending is not None:
             if pending.token != token:
@@ -130,7 +131,9 @@ class Handlers:
                 raise
             return self._defer(lock_key, operation_id, reason, token, carried)
         state, problem = self._removed(outcome, operation_id)
-        final = await self._settle(lock_key, operation_id, token, outcome, problem is None, deadline)
+        final = await self._settle(
+            lock_key, operation_id, token, outcome, problem is None and caller_pays, deadline
+        )
         if problem is not None:
             raise problem  # the stream pays (final "0"): the state removed could not be read
         return {"state": state, "cleanup": "done", "final": final, "existed": outcome.existed}
@@ -215,15 +218,18 @@ class Handlers:
         operation_id: str,
         token: str,
         outcome: CloseOutcome,
-        readable: bool,
+        caller_pays: bool,
         deadline: float,
     ) -> bool:
-        """Make the refund decision durable before anyone is told it: True when this caller pays."""
+        """Make the refund decision durable before anyone is told it: True when this caller pays.
+
+        The caller pays unless it asked the stream to (`refund_by: "stream"`), or the state removed
+        could not be read (the caller cannot compute a refund from it)."""
         final, published = outcome.final, outcome.published
         if final == "p":
             try:
                 final, published = await self.store.settle(
-                    lock_key, operation_id, token, "1" if readable else "0", deadline
+                    lock_key, operation_id, token, "1" if caller_pays else "0", deadline
                 )
             except errors.RequestError as exc:
                 if not exc.retryable:
@@ -266,7 +272,9 @@ class Handlers:
             return decode_stored(outcome.body, self.limits)[0], None
         except InvalidState as exc:
             log.error("corrupted state in redis", extra={"operation_id": operation_id, "problem": str(exc)})
-            return None, errors.corrupted(f"stored state of {operation_id} is corrupted: {exc}")
+            return None, errors.corrupted(
+                f"stored state of {operation_id} is corrupted: {exc}", source="stored"
+            )
 
     def _live_state(self, raw: bytes, operation_id: str) -> dict[str, Any] | None:
         """A stored state, or None once its logical lifetime is over (the sweeper will expire it)."""
@@ -274,7 +282,9 @@ class Handlers:
             state, expires = decode_stored(raw, self.limits)
         except InvalidState as exc:
             log.error("corrupted state in redis", extra={"operation_id": operation_id, "problem": str(exc)})
-            raise errors.corrupted(f"stored state of {operation_id} is corrupted: {exc}") from exc
+            raise errors.corrupted(
+                f"stored state of {operation_id} is corrupted: {exc}", source="stored"
+            ) from exc
         if expires is not None and expires <= unix_ms():
             return None
         return state

@@ -63,6 +63,19 @@ def token(request: Mapping[str, Any]) -> str | None:
     return value
 
 
+REFUND_BY = ("caller", "stream")
+
+
+def refund_by(request: Mapping[str, Any]) -> str:
+    """Who a rollback asks to pay its refund: "caller" (the default) or "stream" (a refund worker)."""
+    value = request.get("refund_by")
+    if value is None:
+        return "caller"
+    if value not in REFUND_BY:
+        raise errors.invalid(f"refund_by must be one of {', '.join(REFUND_BY)}")
+    return str(value)
+
+
 def reason(request: Mapping[str, Any]) -> str:
     return optional_str(request, "reason", MAX_REASON_CHARS) or ""
 

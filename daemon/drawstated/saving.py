@@ -151,7 +151,7 @@ def checked_head(state: Mapping[str, Any], limits: Limits) -> bytes:
     except StateTooLarge as exc:
         raise errors.invalid(str(exc)) from exc
     except InvalidState as exc:
-        raise errors.corrupted(str(exc)) from exc
+        raise errors.corrupted(str(exc), source="request") from exc
 
 
 def closed_by_deferred(operation_id: str) -> errors.RequestError:

@@ -18,7 +18,7 @@ import signal
 import socket
 from pathlib import Path
 
-from drawstated import systemd
+from drawstated import __version__, systemd
 from drawstated.backends import make_pipeline
 from drawstated.cleanup import JOURNAL_NAME, DeferredCleanup
 from drawstated.config import Config, redact_url
@@ -131,7 +131,8 @@ class Server:
         activated = systemd.listen_socket()  # a socket systemd passes has a path that is systemd's
         # Before anything a second daemon could disturb: the embedded Redis, the journal, the socket.
         self.locks.acquire(config.data_dir, None if activated else config.socket_path)
-        log.info("starting drawstate daemon", extra={"config": repr(config)})
+        log.info("starting drawstate daemon %s", __version__, extra=config.essentials())
+        log.debug("configuration", extra={"config": repr(config)})
         url = config.redis_url
         if config.embedded:
             self.embedded = EmbeddedRedis(config.data_dir)

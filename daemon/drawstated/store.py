@@ -177,7 +177,9 @@ class Store:
         if status == "stale":
             field_name = reply[1].decode()
             raise errors.RequestError(protocol.STALE_STATE, STALE_MESSAGES[field_name], field=field_name)
-        raise errors.corrupted(f"stored state of {operation_id} is corrupted: {reply[1].decode()}")
+        raise errors.corrupted(
+            f"stored state of {operation_id} is corrupted: {reply[1].decode()}", source="stored"
+        )
 
     # --- reading ------------------------------------------------------------------------
 

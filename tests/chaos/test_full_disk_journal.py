@@ -118,7 +118,7 @@ def _record_of(state: DrawState, token: str) -> bytes:
 
 
 def _deferred_count(client: Client) -> int:
-    return int(client.stats()["deferred_rollbacks"])
+    return int(client.stats().deferred_rollbacks)
 
 
 def _operations(path: Path) -> list[str]:
@@ -214,7 +214,7 @@ def test_shutdown_completes_and_removes_the_socket_when_the_journal_cannot_be_re
     wait_until(lambda: "deferred cleanup failed; retrying" in daemon.log())
     with Client(daemon.socket_path, timeout=2.0) as client:
         assert _deferred_count(client) == 1  # replayed, still hidden
-        assert client.ping()["redis"] == "down"
+        assert client.ping().redis == "down"
     daemon.terminate()
     assert daemon.wait() == 0
     assert not daemon.socket_path.exists()

@@ -229,7 +229,7 @@ def _quiet(chaos: Chaos) -> bool:
     """No deferred rollback waiting in either journal, no event unwritten, no state left."""
     for host in chaos.hosts:
         with Client(host.socket, timeout=2) as client:
-            if client.stats()["deferred_rollbacks"]:
+            if client.stats().deferred_rollbacks:
                 return False
     with chaos.redis.client() as rdb:
         return not rdb.keys("lottery:outbox:*") and not rdb.keys("lottery:state:*")

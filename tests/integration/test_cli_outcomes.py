@@ -88,7 +88,7 @@ def test_refund_worker_pays_each_owed_refund_once_and_skips_what_callers_paid(
         finished = MultiDraw.start(client, "worker:done", 1, metadata=METADATA)
         finished.record(4)
         finished.complete()
-        wait_until(lambda: any(e["event"] == "expire" for e in client.iter_audit()), timeout=10)
+        wait_until(lambda: any(e.event == "expire" for e in client.iter_audit()), timeout=10)
 
     ledger = sock_dir / "refunds.db"
     first = _run(sock, str(REFUND_WORKER), "--ledger", str(ledger), "--stop-when-idle")

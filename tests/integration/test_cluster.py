@@ -82,7 +82,7 @@ def _check_reports(cluster: ClusterTopology, savers) -> list[dict]:
 
 
 def _saves_ok(probe: Client) -> int:
-    return int(probe.stats()["requests"].get("save", {}).get("ok", 0))
+    return int(probe.stats().requests.get("save", {}).get("ok", 0))
 
 
 def _migrate_slot(
@@ -133,11 +133,11 @@ def test_slot_migrated_under_load_fails_no_request_beyond_retryable_ones(cluster
     savers = _start_savers(daemon.config.socket_path, lock_keys + others, stop_file, "ack")
     with Client(daemon.config.socket_path) as probe:
         wait_until(lambda: _saves_ok(probe) > 300)
-        retried = probe.stats()["redis_retries"]
+        retried = probe.stats().redis_retries
         # Saves on the hot slot bounce between the two nodes: retried, not failed.
         _migrate_slot(
             cluster, hot_slot, source, target,
-            in_flux=lambda: wait_until(lambda: probe.stats()["redis_retries"] > retried + 3),
+            in_flux=lambda: wait_until(lambda: probe.stats().redis_retries > retried + 3),
         )  # fmt: skip
         moved_at = _saves_ok(probe)
         wait_until(lambda: _saves_ok(probe) > moved_at + 300)
@@ -252,5 +252,5 @@ def test_writes_on_a_half_migrated_slot_reach_the_target_stay_retryable_and_land
         _settle(cluster, slot, target)
         assert client.save(kept, expect_version=1, token="draw-1").version == 2
         assert client.complete(lock_key, completed.operation_id) is True
-        wait_until(lambda: client.stats()["deferred_rollbacks"] == 0)
+        wait_until(lambda: client.stats().deferred_rollbacks == 0)
         assert [item.operation_id for item in client.pending(lock_key).items] == [kept.operation_id]

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from drawstate import (
-    DrawStateCorrupted,
     DurabilityNotMet,
+    InvalidDrawState,
     InvalidRequest,
     OperationClosed,
     StaleState,
@@ -284,10 +284,11 @@ def test_connection_over_the_limit_gets_overloaded_then_close(make_config, redis
 
 def test_a_broken_state_from_the_client_is_refused_by_the_daemon(client, new_state):
     state = new_state(completed_count=20)
-    with pytest.raises(DrawStateCorrupted) as caught:
+    with pytest.raises(InvalidDrawState) as caught:  # the caller's mistake: a ValueError, not stored data
         client.save(state)
-    assert "completed_count" in str(caught.value)
-    assert client.stats()["requests"]["save"] == {"draw_state_corrupted": 1}
+    assert "completed_count" in str(caught.value) and isinstance(caught.value, ValueError)
+    assert caught.value.details["source"] == "request"
+    assert client.stats().requests["save"] == {"draw_state_corrupted": 1}
 
 
 def test_peer_not_on_the_allow_list_is_refused_clearly(make_config, redis_url, start_daemon):
@@ -309,7 +310,7 @@ def test_peer_allowed_by_its_gid_is_served(make_config, redis_url, start_daemon)
                          allowed_gids=frozenset({os.getgid()}))  # fmt: skip
     daemon = start_daemon(config)
     with daemon.client() as client:
-        assert client.ping()["redis"] == "up"
+        assert client.ping().redis == "up"
 
 
 def test_invalid_request_class_is_raised_by_the_client(client):

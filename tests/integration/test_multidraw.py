@@ -77,7 +77,7 @@ def _drawn(stdout: str) -> list[int]:
 
 
 def _events(client: Client, lock_key: str) -> list[dict]:
-    return list(client.iter_audit(lock_key))
+    return [event.to_dict() for event in client.iter_audit(lock_key)]
 
 
 # --- crash, resume, roll back: real game processes ------------------------------------

@@ -110,7 +110,7 @@ def test_a_stale_socket_left_by_a_killed_daemon_is_replaced(sock_dir, own_redis)
     proc = DaemonProcess(path, ["--redis-url", own_redis.url, "--data-dir", str(sock_dir / "data")]).start()
     try:
         with Client(path, timeout=5) as client:
-            assert client.ping()["redis"] == "up"
+            assert client.ping().redis == "up"
     finally:
         proc.stop()
 

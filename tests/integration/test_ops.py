@@ -13,14 +13,14 @@ from tests.conftest import wait_until
 
 def test_ping_reports_redis_up_and_daemon_version(client):
     reply = client.ping()
-    assert reply["redis"] == "up"
-    assert reply["version"]
+    assert reply.redis == "up" and reply.up
+    assert reply.version
 
 
 def test_first_save_is_version_one_and_each_save_bumps_it(client, new_state):
     state = new_state()
     assert client.save(state).version == 1
-    assert state.version == 1
+    assert state.version == 0  # the caller's object is not changed: the version is in the result
     state.completed_count, state.results = 1, [42]
     assert client.save(state).version == 2
 
@@ -32,10 +32,10 @@ def test_load_returns_exactly_what_was_saved(client, new_state):
         prize_results=[Prize("gold", "Gold", 0.1, 500), Prize("bronze", "Bronze", 0.6, 10)],
         errors=[DrawError(3, "rng timeout", int(time.time()))],
     )
-    client.save(state)
+    version = client.save(state).version
     loaded = client.load(state.lock_key, state.operation_id)
     assert loaded is not None
-    assert loaded.to_dict() == state.to_dict()
+    assert loaded.to_dict() == {**state.to_dict(), "version": version}
 
 
 def test_load_of_missing_operation_is_none_not_an_error(client):
@@ -125,7 +125,7 @@ def test_rollback_audit_event_is_written_once(client, new_state, rdb):
     first = client.rollback(state, reason="crash", token="refund-1")
     again = client.rollback(state, reason="crash", token="refund-1")  # a resend is not audited twice
     assert again == first and first.final
-    [event] = client.audit().items
+    [event] = [item.to_dict() for item in client.audit().items]
     assert (event["event"], event["operation_id"]) == ("rollback", state.operation_id)
     assert (event["completed_count"], event["results"], event["reason"]) == (1, [5], "crash")
     assert event["refunded_by_caller"] is True
@@ -169,10 +169,10 @@ def test_stats_count_requests_by_op_and_code(client, new_state):
     client.save(new_state())
     client.load("player:none")
     stats = client.stats()
-    assert stats["requests"]["save"]["ok"] == 1
-    assert stats["requests"]["load"]["ok"] == 1
-    assert stats["redis"] == "up"
-    assert set(stats["latency"]["save"]) == {"p50_ms", "p90_ms", "p99_ms", "p99.9_ms"}
+    assert stats.requests["save"]["ok"] == 1
+    assert stats.requests["load"]["ok"] == 1
+    assert stats.redis == "up"
+    assert set(stats.latency["save"]) == {"p50_ms", "p90_ms", "p99_ms", "p99.9_ms"}
 
 
 def test_audit_op_reads_events_oldest_first_filtered_and_paged(client, new_state):
@@ -182,10 +182,10 @@ def test_audit_op_reads_events_oldest_first_filtered_and_paged(client, new_state
     for state in states[:4]:
         client.rollback(state, reason="test")
     client.complete(states[4].lock_key, states[4].operation_id)
-    events = list(client.iter_audit(limit=2))
+    events = [event.to_dict() for event in client.iter_audit(limit=2)]
     assert [e["event"] for e in events] == ["rollback"] * 4 + ["complete"]
     assert [e["operation_id"] for e in events] == [s.operation_id for s in states]
     assert events[0]["results"] == [0] and events[0]["reason"] == "test"
-    only = list(client.iter_audit("audit:1"))
+    only = [event.to_dict() for event in client.iter_audit("audit:1")]
     assert [e["operation_id"] for e in only] == [states[1].operation_id, states[3].operation_id]
     assert client.audit(since=int(time.time()) + 60).items == []

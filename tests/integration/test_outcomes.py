@@ -19,7 +19,7 @@ METADATA = {"user_id": "1001", "banner": "summer", "price_paid": "1600"}
 
 
 def _events(client: Client, operation_id: str) -> list[dict[str, Any]]:
-    return [item for item in client.iter_audit() if item["operation_id"] == operation_id]
+    return [item.to_dict() for item in client.iter_audit() if item.operation_id == operation_id]
 
 
 def _terminal(client: Client, operation_id: str) -> list[str]:
@@ -315,10 +315,8 @@ def test_several_sweeping_daemons_write_exactly_one_expire_per_operation(
     ]
     with daemons[0].client(timeout=5) as client:
         ids = {_started(client, f"ttl:many:{i}", draws=1, ttl_s=1).operation_id for i in range(20)}
-        wait_until(
-            lambda: {e["operation_id"] for e in client.iter_audit() if e["event"] == "expire"} >= ids, 15
-        )
+        wait_until(lambda: {e.operation_id for e in client.iter_audit() if e.event == "expire"} >= ids, 15)
         time.sleep(0.5)  # let every daemon sweep a few more times: still one event each
-        expired = [e["operation_id"] for e in client.iter_audit() if e["event"] == "expire"]
+        expired = [e.operation_id for e in client.iter_audit() if e.event == "expire"]
     assert sorted(expired) == sorted(ids)
     print(f"expire: {len(ids)} operations, 3 sweeping daemons, {len(expired)} expire events")

@@ -30,7 +30,7 @@ MAX_DEADLINE_MS = 1000
 
 
 def _audit(client: Client, operation_id: str) -> list[dict[str, Any]]:
-    return [e for e in client.iter_audit() if e["operation_id"] == operation_id]
+    return [e.to_dict() for e in client.iter_audit() if e.operation_id == operation_id]
 
 
 def _config(make_config: Any, url: str, directory: Path | None = None, **fields: Any) -> Config:
@@ -103,7 +103,7 @@ def test_an_applied_close_whose_event_redis_refuses_is_answered_as_applied_and_t
         assert rdb.exists(f"lottery:outbox:{{event:refused}}:{done.operation_id}")  # owed, durably
         rdb.delete("lottery:audit")  # the operator fixes the key; the sweeper writes what is owed
         wait_until(lambda: len(rdb.keys("lottery:outbox:*")) == 0, timeout=10)
-        events = {e["operation_id"]: e for e in client.iter_audit()}
+        events = {e.operation_id: e.to_dict() for e in client.iter_audit()}
     assert events[done.operation_id]["event"] == "complete"
     assert (events[rolled.operation_id]["event"], events[rolled.operation_id]["refunded_by_caller"]) == (
         "rollback",
@@ -157,15 +157,15 @@ def test_the_stream_never_drops_an_event_a_group_still_owes(own_redis, make_conf
             draw.complete()
             ids.append(draw.operation_id)
         # The sweeper trims toward 5 events but may not drop the 20 the group has not read.
-        wait_until(lambda: client.stats()["outcome_stream_over_cap"], timeout=10)
-        assert client.stats()["outcome_stream_length"] == 20
+        wait_until(lambda: client.stats().outcome_stream_over_cap, timeout=10)
+        assert client.stats().outcome_stream_length == 20
         owed = []
         while events := client.outcomes("refunds", "slow-worker", limit=7):
             owed += [e.operation_id for e in events]
             client.ack("refunds", [e.id for e in events])
         assert owed == ids  # every one, in order
-        wait_until(lambda: client.stats()["outcome_stream_length"] <= 5, timeout=10)
-        assert not client.stats()["outcome_stream_over_cap"]
+        wait_until(lambda: client.stats().outcome_stream_length <= 5, timeout=10)
+        assert not client.stats().outcome_stream_over_cap
 
 
 def test_a_sidecar_restart_between_close_and_confirm_answers_the_resent_rollback_the_same(

@@ -19,6 +19,7 @@ sys.meta_path.insert(0, Block())
 sys.path.insert(0, {client!r})
 import drawstate
 from drawstate import Client, DrawState, MultiDraw, Refund, new_operation_id
+from drawstate.aio import AsyncClient, AsyncMultiDraw
 state = DrawState('p:1', new_operation_id(), 10, start_time=1, last_update_time=1)
 state.validate()
 print('ok')
@@ -51,3 +52,26 @@ def test_pip_install_without_extras_gives_a_working_client(tmp_path):
     result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "3"  # none of the daemon's dependencies were installed
+    # The command is there, and says in one line what it needs rather than crashing.
+    command = subprocess.run(
+        [str(env_dir / "bin" / "drawstate"), "ping"], capture_output=True, text=True, check=False
+    )
+    assert command.returncode == 2
+    assert command.stderr.strip().splitlines() == [
+        "drawstate: the command needs the daemon extra (click is missing): pip install 'drawstate[daemon]'"
+    ]
+    asyncio_client = subprocess.run(
+        [str(python), "-c", "from drawstate.aio import AsyncClient, AsyncMultiDraw; print('ok')"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert asyncio_client.stdout.strip() == "ok", asyncio_client.stderr
+
+
+def test_python_dash_m_drawstate_is_the_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "drawstate", "--help"], capture_output=True, text=True, check=False, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr
+    assert "serve" in result.stdout and "outcomes" in result.stdout

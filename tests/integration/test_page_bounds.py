@@ -40,7 +40,8 @@ def _state(lock_key: str, operation_id: str | None = None, **fields: Any) -> Dra
 
 
 def _frame_bytes(page: Any) -> int:
-    return len(encode_frame({"id": 1, "ok": True, "items": page.items, "cursor": page.cursor}))
+    items = [item.to_dict() for item in page.items]
+    return len(encode_frame({"id": 1, "ok": True, "items": items, "cursor": page.cursor}))
 
 
 def test_a_pending_page_of_the_widest_items_ends_before_a_frame_with_a_cursor(
@@ -87,10 +88,10 @@ def test_an_audit_page_of_large_events_ends_before_a_frame_and_the_client_reads_
     page = client.audit(limit=1000)  # 60 events x 33 KiB: two frames' worth
     assert page.cursor is not None and 0 < len(page.items) < 60
     assert _frame_bytes(page) <= MAX_FRAME_BYTES
-    found = [item["operation_id"] for item in page.items]
+    found = [item.operation_id for item in page.items]
     while page.cursor is not None:
         page = client.audit(limit=1000, cursor=page.cursor)
-        found += [item["operation_id"] for item in page.items]
+        found += [item.operation_id for item in page.items]
     assert found == ended
 
 
@@ -116,7 +117,7 @@ def test_an_audit_filtered_by_lock_key_stops_within_its_deadline_and_resumes_fro
         page = client.audit("player:needle", cursor=cursor, timeout=SCAN_DEADLINE_S)
         assert time.monotonic() - started < SCAN_DEADLINE_S
         pages += 1
-        found += [item["operation_id"] for item in page.items]
+        found += [item.operation_id for item in page.items]
         if page.cursor is None:
             break
         cursor = page.cursor

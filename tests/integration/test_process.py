@@ -49,7 +49,7 @@ def test_sigterm_answers_every_request_in_flight_and_removes_the_socket(daemon_p
             for i, s in enumerate(states)
         ))  # fmt: skip
         with Client(daemon_process.socket_path, timeout=2) as probe:
-            wait_until(lambda: probe.stats()["in_flight"] >= 11)  # ten saves + this stats call
+            wait_until(lambda: probe.stats().in_flight >= 11)  # ten saves + this stats call
         daemon_process.terminate()
         wait_until(lambda: "stopping" in daemon_process.log())
     finally:
@@ -115,7 +115,7 @@ def test_second_daemon_on_the_same_socket_refuses_to_start(daemon_process, own_r
     assert other.wait(20) == 1
     assert f"in use by drawstate daemon pid {daemon_process.proc.pid}" in other.log()
     with Client(daemon_process.socket_path) as client:
-        assert client.ping()["redis"] == "up"
+        assert client.ping().redis == "up"
 
 
 def test_serve_without_url_runs_an_embedded_redis_with_aof(sock_dir, new_state):

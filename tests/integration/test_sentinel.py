@@ -81,14 +81,14 @@ def test_killed_master_fails_over_without_losing_an_acknowledged_replicated_save
         for i in range(CLIENTS)
     ]
     with Client(socket_path) as probe:
-        wait_until(lambda: probe.stats()["requests"].get("save", {}).get("ok", 0) > 200)
+        wait_until(lambda: probe.stats().requests.get("save", {}).get("ok", 0) > 200)
         old_master = topology.master
         old_master.kill()  # kill -9, with saves in flight
         killed_at = time.monotonic()
         wait_until(lambda: topology.current_master_port() != old_master.port, timeout=15)
         old_master.start()  # comes back; Sentinel makes it a replica of the new master
-        saves_before = probe.stats()["requests"]["save"].get("ok", 0)
-        wait_until(lambda: probe.stats()["requests"]["save"].get("ok", 0) > saves_before + 100, timeout=60)
+        saves_before = probe.stats().requests["save"].get("ok", 0)
+        wait_until(lambda: probe.stats().requests["save"].get("ok", 0) > saves_before + 100, timeout=60)
         recovered_after = time.monotonic() - killed_at
     stop_file.touch()
 

@@ -101,7 +101,7 @@ def test_daemon_and_client_use_a_default_dir_they_create_0700(sock_dir, monkeypa
     try:
         assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
         with Client(timeout=5) as client:  # the default path, checked and found safe
-            assert client.ping()["redis"] == "up"
+            assert client.ping().redis == "up"
     finally:
         proc.stop()
 

@@ -47,7 +47,7 @@ def test_rollback_of_corrupted_state_removes_it_and_audits_the_raw_value(client,
     with pytest.raises(DrawStateCorrupted):
         client.rollback("player:c2", "20260101_000000_0000beef")
     assert not rdb.exists(key)
-    [event] = client.audit().items
+    [event] = [item.to_dict() for item in client.audit().items]
     assert event["corrupted_state"] == "not json at all"
     assert event["refunded_by_caller"] is False  # the caller got an error: the stream pays, by hand
 

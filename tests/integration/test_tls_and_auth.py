@@ -80,7 +80,7 @@ def test_tls_connection_to_redis_with_a_test_ca_and_client_certificate(certifica
             state = new_state()
             assert client.save(state).version == 1
             assert client.load(state.lock_key).operation_id == state.operation_id
-            assert client.ping()["redis"] == "up"
+            assert client.ping().redis == "up"
     finally:
         proc.terminate()
         proc.wait()
@@ -91,7 +91,7 @@ def test_tls_without_the_ca_is_refused_as_redis_unavailable(certificates, make_c
     try:
         daemon = start_daemon(make_config(redis_url=f"rediss://127.0.0.1:{port}/0"))
         with daemon.client(timeout=0.5) as client:
-            assert client.ping()["redis"] == "down"  # the server's certificate is not trusted
+            assert client.ping().redis == "down"  # the server's certificate is not trusted
     finally:
         proc.terminate()
         proc.wait()
@@ -139,7 +139,7 @@ def test_password_from_env_or_file_authenticates_and_never_leaks(auth_redis, soc
 def test_wrong_password_is_redis_unavailable_and_not_logged(auth_redis, make_config, start_daemon, caplog):
     daemon = start_daemon(make_config(redis_url=auth_redis.url, redis_password="wrong-" + PASSWORD))
     with daemon.client(timeout=0.5) as client:
-        assert client.ping()["redis"] == "down"
+        assert client.ping().redis == "down"
     assert "wrong-" + PASSWORD not in repr(daemon.config)
     assert PASSWORD not in caplog.text
     with redis.Redis(unix_socket_path=str(auth_redis.socket), password=PASSWORD) as direct:

@@ -1,4 +1,4 @@
-"""The blocking client says whether a failed call may have taken effect: SidecarTimeout, or SidecarUnavailable.
+"""The blocking client says whether a failed call may have taken effect: SidecarTimeout or SidecarUnavailable.
 
 A scripted peer on a unix socket (not a daemon) reads the request, then breaks the connection
 and stops listening, so the client's one resend finds nobody: the first attempt went out, so the

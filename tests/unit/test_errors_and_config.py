@@ -18,6 +18,7 @@ from drawstate.errors import (
     DurabilityNotMet,
     FrameTooLarge,
     InternalError,
+    InvalidDrawState,
     InvalidRequest,
     NotFound,
     OperationClosed,
@@ -82,8 +83,15 @@ def test_protocol_codes_are_the_daemon_codes_and_sidecar_unavailable_is_client_o
         if name.isupper() and isinstance(value, str) and value in ERROR_CLASSES
     }
     assert protocol_codes == set(ERROR_CLASSES) - CLIENT_ONLY
-    retryable_codes = {code for code, retryable in RETRYABLE.items() if retryable}
-    assert retryable_codes - CLIENT_ONLY == protocol.RETRYABLE_CODES
+    assert client_errors.CLIENT_ONLY_CODES == CLIENT_ONLY
+
+
+def test_a_corrupted_state_the_caller_sent_is_a_value_error_not_stored_corruption() -> None:
+    sent = error_from_wire({"code": "draw_state_corrupted", "message": "total_count", "source": "request"})
+    assert isinstance(sent, InvalidDrawState) and isinstance(sent, ValueError)
+    assert not isinstance(sent, DrawStateCorrupted)
+    stored = error_from_wire({"code": "draw_state_corrupted", "message": "bad", "source": "stored"})
+    assert type(stored) is DrawStateCorrupted
 
 
 def test_error_from_wire_keeps_extra_fields_as_details() -> None:
