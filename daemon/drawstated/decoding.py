@@ -23,6 +23,7 @@ from typing import Any
 
 import msgpack
 
+from drawstate.limits import MAX_TOTAL
 from drawstate.protocol import INVALID_REQUEST, FrameError
 from drawstated.config import Config
 from drawstated.consumers import MAX_ACK_IDS
@@ -35,6 +36,8 @@ MAX_REQUEST_MAP_LEN = 256
 REQUEST_ITEMS_PER_DRAW = 6
 #: Items beyond the draws: a request's and a state's fields, metadata, ack ids.
 REQUEST_ITEMS_SLACK = 4096
+#: The items limit with the default max_total (the decoder computes it from the configured one).
+MAX_REQUEST_ITEMS = REQUEST_ITEMS_PER_DRAW * MAX_TOTAL + REQUEST_ITEMS_SLACK
 #: Upper bound on the memory one item takes once decoded, beyond its bytes on the wire: a map
 #: entry (~36 B in the table) holding a new short str key (~51 B) and a new int (~28 B), or an
 #: array slot (8 B) holding an empty dict (64 B).
