@@ -389,3 +389,19 @@ def rss_bound() -> str:
         f"\nThe listen backlog ({server.LISTEN_BACKLOG}) and the kernel's socket buffers are not the"
         " daemon's RSS.\n"
     )
+
+
+def memory_summary() -> str:
+    """docs/operations.md's paragraph on memory, with the defaults put in."""
+    default = rss_bound_bytes(config.MAX_INFLIGHT_BYTES, config.MAX_CONNECTIONS)
+    return (
+        f"The daemon holds at most `--max-inflight-bytes` ({config.MAX_INFLIGHT_BYTES // MIB} MiB by"
+        " default) for all its clients (bytes read and not yet decoded, requests in flight charged what"
+        " they decode to plus a reserve for their reply, replies not yet read) and"
+        f" `--max-inflight-bytes-per-connection` ({config.MAX_INFLIGHT_BYTES_PER_CONNECTION // MIB} MiB)"
+        " for one; past either it stops reading, refusing nothing, until requests finish and clients"
+        f" read. With the defaults its RSS stays under {default / MIB:.0f} MiB"
+        " ([limits.md](limits.md#what-the-daemons-memory-can-come-to) gives the formula and the"
+        " measured peak), under the unit's `MemoryMax=512M`; lower `--max-inflight-bytes` with"
+        " `MemoryMax`, and `--max-state-bytes` where states are small (it sets the reply reserves).\n"
+    )
