@@ -78,24 +78,18 @@ ROWS = (
         "drawstated.decoding",
         "MAX_REQUEST_ITEMS",
         "— (`REQUEST_ITEMS_PER_DRAW` × `limits.max_total` + `REQUEST_ITEMS_SLACK`)",
-        "`invalid_request` with id nil: array elements plus map entries, summed over the frame; decoding "
-        "stops at the first one past it. A state of `max_total` draws, each with its result and prize, "
-        "takes 6 per draw.",
+        "`invalid_request`, with the request's id when it can be read without decoding the rest (else id "
+        "nil): array elements plus map entries, summed over the frame, and declared by any one array or "
+        "map; decoding stops at the first one past it. A state of `max_total` draws, each with its result "
+        "and prize, takes 6 per draw. Extension types are refused the same way.",
     ),
     Row(
         "request nesting",
         "drawstated.decoding",
         "MAX_REQUEST_DEPTH",
         "—",
-        "`invalid_request` with id nil (a save nests 4 deep: request, state, `prize_results`, prize).",
-    ),
-    Row(
-        "request map entries",
-        "drawstated.decoding",
-        "MAX_REQUEST_MAP_LEN",
-        "— (or `limits.max_metadata_entries` + 64 if larger)",
-        "`invalid_request` with id nil. Arrays are capped at `limits.max_total` elements the same way; "
-        "extension types are refused.",
+        "`invalid_request`, with the id as above (a save nests 4 deep: request, state, `prize_results`, "
+        "prize).",
     ),
     Row(
         "connections",

@@ -330,7 +330,6 @@ PROVOKE: dict[str, Callable[[Harness], set[str]]] = {
     "Redis stall detector": _redis_stall_detector,
     "request items": limits_memory.request_items,
     "request nesting": limits_memory.request_nesting,
-    "request map entries": limits_memory.request_map_entries,
     "in-flight bytes per connection": limits_memory.inflight_bytes_per_connection,
     "in-flight bytes in total": limits_memory.inflight_bytes_in_total,
 }
