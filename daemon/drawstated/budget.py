@@ -15,6 +15,7 @@ timeout, so clients that park partial frames cannot hold the budget for good.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from drawstated.config import Config
@@ -43,7 +44,16 @@ def reply_reserves(config: Config) -> dict[str, int]:
 class MemoryBudget:
     """The total held for every connection, and the connections waiting for it to go down."""
 
-    __slots__ = ("_resume_below", "_waiting", "held", "in_flight", "per_connection", "total")
+    __slots__ = (
+        "_resume_below",
+        "_waiting",
+        "_wake_scheduled",
+        "held",
+        "holding",
+        "in_flight",
+        "per_connection",
+        "total",
+    )
 
     def __init__(self, total: int, per_connection: int) -> None:
         self.total = total
@@ -54,6 +64,9 @@ class MemoryBudget:
         self._resume_below = int(total * LOW_WATER)
         #: Callbacks that resume reading a paused connection, in the order they paused.
         self._waiting: dict[object, Callable[[], None]] = {}
+        #: Every connection was paused at once (set by the server state, cleared by a wake-up).
+        self.holding = False
+        self._wake_scheduled = False
 
     def full(self) -> bool:
         """No new frame may be read or decoded (unless no request at all is in flight)."""
@@ -70,8 +83,8 @@ class MemoryBudget:
 
     def change(self, delta: int) -> None:
         self.held += delta
-        if delta < 0 and self._waiting and self.held < self._resume_below:
-            self._wake()
+        if delta < 0 and self._waiting and (self.held < self._resume_below or self.in_flight == 0):
+            self._wake()  # with nothing in flight, waiting frames must be let in even over the mark
 
     def change_in_flight(self, delta: int) -> None:
         self.in_flight += delta
@@ -80,6 +93,16 @@ class MemoryBudget:
             self._wake()  # nothing runs: someone must be let in, or nothing ever frees
 
     def _wake(self) -> None:
+        """Resume the waiting connections soon: from the loop, never nested in whoever gave bytes back."""
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            asyncio.get_running_loop().call_soon(self._wake_now)
+
+    def _wake_now(self) -> None:
+        self._wake_scheduled = False
+        if self.held >= self._resume_below and self.in_flight > 0:
+            return  # taken back over meanwhile: the next release wakes them
+        self.holding = False
         waiting, self._waiting = self._waiting, {}
         for resume in waiting.values():
             resume()  # may pause again (and wait) if it takes the budget back over

@@ -125,6 +125,7 @@ class Connection(asyncio.Protocol):
         self._count_raw()
         if self.state.budget.over():
             self.state.hold_every_connection()  # before any other connection reads a chunk more
+            self.wait_for_budget()  # whole frames already read may still start (_over_budget)
         self._cut_frames()
 
     def eof_received(self) -> bool:
@@ -201,7 +202,7 @@ class Connection(asyncio.Protocol):
         try:
             request, cost = self.state.decoder.decode(body)
         except FrameError as exc:
-            self._answer_bad(None, str(exc))
+            self._answer_bad(getattr(exc, "request_id", None), str(exc))
             return
         if not isinstance(request, dict):
             self._answer_bad(None, "a request must be a msgpack map")

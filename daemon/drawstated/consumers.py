@@ -72,7 +72,7 @@ async def read_history(
     """
     limit = requests.pending_limit(request)
     since = requests.optional_int(request, "since", 0, INT64_MAX // 1000)
-    cursor = requests.optional_str(request, "cursor", 64)
+    cursor = requests.optional_str(request, "cursor", requests.MAX_CURSOR_CHARS)
     lock_key = requests.lock_key(request, limits) if request.get("lock_key") is not None else None
     if cursor is not None and (not stream_id(cursor) or cursor == LAST_STREAM_ID):
         raise errors.invalid("cursor is not one this daemon returned")  # nothing follows the last id

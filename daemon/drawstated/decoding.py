@@ -5,12 +5,16 @@ on the wire and a 64-byte dict plus its slot in memory), so a 1 MiB frame of emp
 ~76 MB. A request never needs that: the largest valid one is a save of a state at MAX_TOTAL draws.
 So the daemon decodes with its own limits (the client's `decode_body` trusts its daemon):
 
-- every array at most `max_total` (or MAX_ACK_IDS) elements, every map at most MAX_REQUEST_MAP_LEN
-  entries (or the metadata cap), no extension types;
-- nesting at most MAX_REQUEST_DEPTH (a save is 4 deep: request, state, prize_results, prize);
 - items (array elements plus map entries, summed over the frame) at most
   REQUEST_ITEMS_PER_DRAW x max_total + REQUEST_ITEMS_SLACK: a state with max_total prizes and
-  their results is 6 items per draw. Decoding stops as soon as a limit is passed.
+  their results is 6 items per draw. No one array or map may declare more either (msgpack sizes
+  a container from its header before it reads it), and extension types are refused;
+- nesting at most MAX_REQUEST_DEPTH (a save is 4 deep: request, state, prize_results, prize).
+
+Decoding stops as soon as a limit is passed. The reply is `invalid_request` with the request's id
+when it can be found without decoding the rest (RefusedRequest.request_id; skipping values builds
+nothing), so a pipelining client still matches it; else with id nil, like any undecodable frame.
+A state that breaks a DrawState rule within these limits is decoded and refused by its rules.
 
 The cost of a decoded request, charged to the in-flight byte budget (budget.py), is its frame plus
 ITEM_BYTES per item: no shape of msgpack decodes to more than that (tests/unit/test_decoding.py
@@ -23,18 +27,18 @@ from typing import Any
 
 import msgpack
 
+from drawstate.limits import INT64_MAX, MAX_TOTAL
 from drawstate.protocol import INVALID_REQUEST, FrameError
 from drawstated.config import Config
-from drawstated.consumers import MAX_ACK_IDS
 
 #: Deepest nesting of maps and arrays in a request.
 MAX_REQUEST_DEPTH = 8
-#: Most entries of one map in a request (a request's fields, a state's, its metadata).
-MAX_REQUEST_MAP_LEN = 256
 #: Items one draw of a state can take: its result, its prize in the list and the prize's 4 fields.
 REQUEST_ITEMS_PER_DRAW = 6
 #: Items beyond the draws: a request's and a state's fields, metadata, ack ids.
 REQUEST_ITEMS_SLACK = 4096
+#: The items limit with the default max_total (the decoder computes it from the configured one).
+MAX_REQUEST_ITEMS = REQUEST_ITEMS_PER_DRAW * MAX_TOTAL + REQUEST_ITEMS_SLACK
 #: Upper bound on the memory one item takes once decoded, beyond its bytes on the wire: a map
 #: entry (~36 B in the table) holding a new short str key (~51 B) and a new int (~28 B), or an
 #: array slot (8 B) holding an empty dict (64 B).
@@ -44,8 +48,37 @@ ITEM_BYTES = 128
 _CONTAINERS = frozenset({dict, list})
 
 
+#: Bounds on the keys read while looking for a refused request's id: nothing big is built.
+_KEY_LIMITS = {"max_str_len": 64, "max_bin_len": 64, "max_array_len": 16, "max_map_len": 16, "max_ext_len": 0}
+
+
 class _TooMuch(Exception):
     """Raised from the decoder's hooks to stop decoding as soon as a limit is passed."""
+
+
+class RefusedRequest(FrameError):
+    """A frame past a decoding limit: invalid_request, with its id when one could be found."""
+
+    def __init__(self, message: str, request_id: int | None) -> None:
+        super().__init__(INVALID_REQUEST, message)
+        self.request_id = request_id
+
+
+def request_id_of(body: bytes) -> int | None:
+    """The top-level `id` of a request map, read by skipping the other values (they build nothing)."""
+    unpacker = msgpack.Unpacker(
+        raw=False, strict_map_key=False, max_buffer_size=max(1, len(body)), **_KEY_LIMITS
+    )
+    unpacker.feed(body)
+    try:
+        for _ in range(unpacker.read_map_header()):
+            if unpacker.unpack() == "id":
+                value = unpacker.unpack()
+                return value if type(value) is int and 0 <= value <= INT64_MAX else None
+            unpacker.skip()
+    except Exception:  # not a map, truncated, a key too big to be a field name: no id to give
+        return None
+    return None
 
 
 class RequestDecoder:
@@ -56,8 +89,7 @@ class RequestDecoder:
     def __init__(self, config: Config) -> None:
         limits = config.limits
         self.max_items = REQUEST_ITEMS_PER_DRAW * limits.max_total + REQUEST_ITEMS_SLACK
-        self.max_array_len = max(limits.max_total, MAX_ACK_IDS)
-        self.max_map_len = max(MAX_REQUEST_MAP_LEN, limits.max_metadata_entries + 64)
+        self.max_array_len = self.max_map_len = self.max_items
         self.max_depth = MAX_REQUEST_DEPTH
 
     def decode(self, body: bytes) -> tuple[Any, int]:
@@ -96,7 +128,15 @@ class RequestDecoder:
                 max_ext_len=0,
             )
         except _TooMuch as exc:
-            raise FrameError(INVALID_REQUEST, str(exc)) from None
+            raise RefusedRequest(str(exc), request_id_of(body)) from None
+        except ValueError as exc:
+            text = str(exc)
+            if "max_array_len" in text or "max_map_len" in text:  # declared past the items limit
+                message = f"request has more than {max_items} items"
+                raise RefusedRequest(message, request_id_of(body)) from None
+            if "max_ext_len" in text:
+                raise RefusedRequest("extension types are not allowed", request_id_of(body)) from None
+            raise FrameError(INVALID_REQUEST, f"body is not valid msgpack: {exc}") from exc
         except Exception as exc:  # msgpack raises several unrelated types for bad input
             raise FrameError(INVALID_REQUEST, f"body is not valid msgpack: {exc}") from exc
         return request, len(body) + ITEM_BYTES * items

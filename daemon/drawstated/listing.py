@@ -47,7 +47,7 @@ async def list_pending(
 ) -> dict[str, Any]:
     limit = requests.pending_limit(request)
     older_than = requests.optional_int(request, "older_than_s", 0, INT64_MAX)
-    cursor = requests.optional_str(request, "cursor", 64)
+    cursor = requests.optional_str(request, "cursor", requests.MAX_CURSOR_CHARS)
     now = int(time.time())
 
     def keep(found: dict[str, Any] | None) -> bool:

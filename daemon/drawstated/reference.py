@@ -12,11 +12,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from drawstated.limitsdoc import limits_table, memory_summary, rss_bound
 from drawstated.options import reference_table
 
 #: doc file (relative to the repository) → generated block name → what makes it.
 GENERATED: dict[str, dict[str, Callable[[], str]]] = {
-    "docs/operations.md": {"options": reference_table},
+    "docs/operations.md": {"options": reference_table, "memory": memory_summary},
+    "docs/limits.md": {"limits": limits_table, "rss_bound": rss_bound},
 }
 _BLOCK_RE = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- end generated -->)", re.DOTALL)
 

@@ -15,6 +15,8 @@ from drawstated import errors
 
 TOKEN_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TOKEN_CHARS}}}")
 MAX_PENDING_LIMIT = 1000
+#: Longest cursor of `pending` and `audit` (every cursor the daemon gives out is shorter).
+MAX_CURSOR_CHARS = 64
 DEFAULT_PENDING_LIMIT = 100
 DURABILITIES = ("ack", "replicated")
 

@@ -45,7 +45,13 @@ class ServerState:
         self._recount: asyncio.TimerHandle | None = None
 
     def hold_every_connection(self) -> None:
-        """The total budget is spent: stop reading from every connection, not just the one that read."""
+        """The total budget is spent: stop reading from every connection, not just the one that read.
+
+        Once per spell: until the budget wakes them, each connection that still reads pauses itself.
+        """
+        if self.budget.holding:
+            return
+        self.budget.holding = True
         for connection in self.connections:
             connection.wait_for_budget()
 

@@ -92,7 +92,12 @@ def durable_redis() -> Iterator[RedisProcess]:
 def home() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="dsj-", dir="/tmp"))
     yield path
+    for daemon in _STARTED.pop(path, []):
+        daemon.stop()  # whatever the test did, no daemon outlives it
     shutil.rmtree(path, ignore_errors=True)
+
+
+_STARTED: dict[Path, list[PipedDaemon]] = {}
 
 
 def _state(n: int) -> DrawState:
@@ -109,7 +114,9 @@ def _state(n: int) -> DrawState:
 
 def _spawn(home: Path, redis: RedisProcess, data_dir: Path, prefix: tuple[str, ...] = ()) -> PipedDaemon:
     args = ["--redis-url", redis.url, "--data-dir", str(data_dir), "--cleanup-retry", "0.05"]
-    return PipedDaemon(home / "d.sock", args, prefix).start()
+    daemon = PipedDaemon(home / "d.sock", args, prefix)
+    _STARTED.setdefault(home, []).append(daemon)
+    return daemon.start()
 
 
 def _record_of(state: DrawState, token: str) -> bytes:

@@ -23,6 +23,7 @@ from drawstate import limits
 from drawstate.protocol import HEADER, encode_frame
 from drawstated import config as config_module
 from drawstated.config import Config
+from tests.chaos import limits_memory
 from tests.chaos.limits_harness import Harness, _state
 from tests.chaos.limits_table import ROWS, ROWS_BY_NAME
 from tests.chaos.probes import reply_code
@@ -327,6 +328,10 @@ PROVOKE: dict[str, Callable[[Harness], set[str]]] = {
     "page size of pending and audit": _page_size,
     "cursor length of pending and audit": _cursor,
     "Redis stall detector": _redis_stall_detector,
+    "request items": limits_memory.request_items,
+    "request nesting": limits_memory.request_nesting,
+    "in-flight bytes per connection": limits_memory.inflight_bytes_per_connection,
+    "in-flight bytes in total": limits_memory.inflight_bytes_in_total,
 }
 #: Rows whose outcome is provoked by other tests, and where.
 COVERED_ELSEWHERE = {

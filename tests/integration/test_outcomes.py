@@ -299,6 +299,21 @@ def test_a_save_after_the_ttl_expires_the_operation_itself_before_any_sweep(clie
     wait_until(lambda: _terminal(client, draw.operation_id) == ["expire"], timeout=2)
 
 
+def test_a_rollback_or_complete_after_the_ttl_gets_closed_by_expire_before_any_sweep(client, daemon):
+    late_rollback = _started(client, "ttl:late-rollback", draws=1, ttl_s=1)
+    late_complete = _started(client, "ttl:late-complete", draws=1, total=1, ttl_s=1)
+    wait_until(lambda: client.load(late_complete.lock_key, late_complete.operation_id) is None, timeout=5)
+    # The sweeper of this daemon is an interval (30 s) away: the closing script ends them itself.
+    with pytest.raises(OperationClosed) as caught:
+        client.rollback(late_rollback.lock_key, late_rollback.operation_id, token="late")
+    assert caught.value.details["closed_by"] == "expire"  # this caller must not refund: the stream does
+    with pytest.raises(OperationClosed) as caught:
+        client.complete(late_complete.lock_key, late_complete.operation_id)
+    assert caught.value.details["closed_by"] == "expire"
+    for draw in (late_rollback, late_complete):
+        wait_until(lambda draw=draw: _terminal(client, draw.operation_id) == ["expire"], timeout=2)
+
+
 def test_several_sweeping_daemons_write_exactly_one_expire_per_operation(
     redis_url, make_config, start_daemon, sock_dir
 ):

@@ -17,7 +17,7 @@ import pytest
 from drawstate.limits import MAX_FRAME_BYTES, MAX_TOTAL
 from drawstate.protocol import FrameError
 from drawstated.config import Config
-from drawstated.decoding import MAX_REQUEST_DEPTH, RequestDecoder
+from drawstated.decoding import MAX_REQUEST_DEPTH, RefusedRequest, RequestDecoder
 
 DECODER = RequestDecoder(Config(socket_path=Path("/tmp/unused.sock"), data_dir=Path("/tmp/unused")))
 
@@ -98,19 +98,39 @@ def test_a_frame_of_empty_maps_is_refused_before_it_inflates() -> None:
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        (msgpack.packb([0] * (MAX_TOTAL + 1)), "max_array_len"),
-        (msgpack.packb({str(k): 0 for k in range(300)}), "max_map_len"),
+        (msgpack.packb([0] * (DECODER.max_items + 1)), "items"),
+        (msgpack.packb({str(k): 0 for k in range(DECODER.max_items + 1)}), "items"),
+        (b"\xdd\xff\xff\xff\xff", "items"),  # an array declaring 2^32-1 elements, never allocated
         (b"\x91" * (MAX_REQUEST_DEPTH + 1) + b"\xc0", "nests deeper"),
-        (msgpack.packb(msgpack.ExtType(1, b"x")), "max_ext_len"),
+        (msgpack.packb(msgpack.ExtType(1, b"x")), "extension types"),
         (b"\xc1", "not valid msgpack"),
     ],
-    ids=["long array", "wide map", "deep nesting", "extension type", "reserved byte"],
+    ids=["long array", "wide map", "declared huge", "deep nesting", "extension type", "reserved byte"],
 )
 def test_frames_past_a_decoding_limit_are_invalid_requests(body: bytes, problem: str) -> None:
     with pytest.raises(FrameError) as refused:
         DECODER.decode(body)
     assert refused.value.code == "invalid_request"
     assert problem in str(refused.value)
+
+
+def test_a_refused_request_keeps_its_id_when_it_can_be_read_without_decoding_the_rest() -> None:
+    past_the_limit = [[{}] * 10_000] * (DECODER.max_items // 10_000 + 1)
+    for request in ({"id": 7, "op": "ping", "pad": past_the_limit}, {"pad": past_the_limit, "id": 7}):
+        with pytest.raises(RefusedRequest) as refused:
+            DECODER.decode(msgpack.packb(request))
+        assert refused.value.request_id == 7
+    with pytest.raises(RefusedRequest) as no_id:
+        DECODER.decode(msgpack.packb({"id": -1, "pad": past_the_limit}))
+    assert no_id.value.request_id is None
+
+
+def test_a_state_past_its_rules_but_within_the_decoding_limits_decodes() -> None:
+    """So the save is refused by its rules (draw_state_corrupted), with its id, as before."""
+    request = _largest_save()
+    request["state"]["results"] = list(range(MAX_TOTAL + 1))
+    decoded, _ = DECODER.decode(msgpack.packb(request))
+    assert len(decoded["state"]["results"]) == MAX_TOTAL + 1
 
 
 def test_nesting_at_the_limit_is_accepted() -> None:
