@@ -23,6 +23,7 @@ from drawstate import (
     new_operation_id,
 )
 from drawstate.aio import AsyncClient, AsyncMultiDraw
+from tests.support.proxy import TcpProxy
 
 METADATA = {"user_id": "9", "banner": "spring", "price_paid": "900"}
 LOOPS: dict[str, Callable[[Coroutine[Any, Any, Any]], Any]] = {"asyncio": asyncio.run, "uvloop": uvloop.run}
@@ -185,3 +186,21 @@ def test_async_multidraw_rolls_back_on_error_when_asked(daemon, run):
             assert [e.event for e in events] == ["rollback"] and "KeyError" in events[0].reason
 
     run(main())
+
+
+def test_a_call_whose_connection_breaks_after_it_went_out_is_sent_again_on_a_new_one(daemon, sock_dir, run):
+    """The daemon applies the save and answers, but the answer is lost with the connection: the
+    client sends the same save again on a new connection, and the token makes it a replay."""
+    with TcpProxy(daemon.config.socket_path, listen_path=sock_dir / "mitm.sock") as mitm:
+
+        async def main() -> None:
+            async with AsyncClient(mitm.listen_path, timeout=5) as client:
+                assert (await client.ping()).up  # an open connection: its break is not a refusal
+                state = _state("aio:reconnect")
+                mitm.cut_after_next_request(b"save")
+                assert (await client.save(state, expect_version=0)).version == 1  # no error: resent once
+                assert mitm.replies_dropped == 1 and mitm.connections_accepted == 2
+                loaded = await client.load(state.lock_key, state.operation_id)
+                assert loaded is not None and loaded.version == 1
+
+        run(main())

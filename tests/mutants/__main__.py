@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.check:
         return _check(mutants, source)
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     print(f"mutation check of {runner.describe(source)}, {started:%Y-%m-%d %H:%M} UTC\n", flush=True)
     outcomes = runner.run_catalog(
         mutants,

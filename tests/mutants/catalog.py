@@ -44,6 +44,7 @@ OPS = "tests/integration/test_ops.py::"
 ERRORS = "tests/integration/test_errors.py::"
 IDEMPOTENCY = "tests/integration/test_idempotency_and_pipelining.py::"
 LOST_REPLY = "tests/integration/test_multidraw_lost_reply.py::"
+AIO = "tests/integration/test_aio.py::"
 OUTCOMES = "tests/integration/test_outcomes.py::"
 OUTCOMES_FAILURES = "tests/integration/test_outcomes_failures.py::"
 MULTIDRAW = "tests/integration/test_multidraw.py::"
@@ -451,7 +452,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "client-resend",
         "the client resends a request once on a fresh connection when the old one broke",
         "client/drawstate/client.py",
-        (Edit("if attempt == 2 or fresh or time.monotonic() >= deadline:", "if True:"),),
+        (Edit("            if fresh or time.monotonic() >= deadline:\n", "            if True:\n"),),
         (
             IDEMPOTENCY
             + "test_client_resends_once_when_the_connection_breaks_after_the_daemon_read_the_save",
@@ -459,15 +460,32 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "aio-client-resend",
+        "the asyncio client resends a request once on a new connection when the old one broke",
+        "client/drawstate/aio/client.py",
+        (Edit("            if fresh or time.monotonic() >= deadline:\n", "            if True:\n"),),
+        (AIO + "test_a_call_whose_connection_breaks_after_it_went_out_is_sent_again_on_a_new_one",),
+    ),
+    Mutant(
+        "aio-reply-by-id",
+        "the asyncio client hands each reply to the call with its id, and drops replies nobody waits for",
+        "client/drawstate/aio/connection.py",
+        (
+            Edit(
+                "waiting = self._waiting.get(request_id) if type(request_id) is int else None",
+                "waiting = next(iter(self._waiting.values()), None)",
+            ),
+        ),
+        (
+            AIO + "test_calls_abandoned_by_their_callers_leave_every_other_reply_to_its_own_call",
+            AIO + "test_a_call_cancelled_in_the_middle_of_a_pipelined_batch_leaves_the_connection_in_step",
+        ),
+    ),
+    Mutant(
         "multidraw-token-resend",
         "MultiDraw resends a save with the token it first went out with",
         "client/drawstate/multidraw.py",
-        (
-            Edit(
-                "token=token, durability=self.durability",
-                "token=secrets.token_hex(8), durability=self.durability",
-            ),
-        ),
+        (Edit("token=plan.token,", 'token=__import__("secrets").token_hex(8),'),),
         (
             MULTIDRAW_UNIT
             + "test_a_retryable_save_failure_is_retried_with_the_same_token_and_expected_version",
@@ -477,11 +495,11 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "multidraw-token-record-again",
         "recording a draw again after its save failed resends that save with its token",
-        "client/drawstate/multidraw.py",
+        "client/drawstate/session.py",
         (
             Edit(
-                "                return previous, token\n",
-                "                return previous, secrets.token_hex(8)\n",
+                "return PlannedSave(previous.data, previous.token, expect)",
+                "return PlannedSave(previous.data, new_token(), expect)",
             ),
         ),
         (
@@ -494,8 +512,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "multidraw-rollback-token",
         "a MultiDraw session rolls back with one token, so a resend gets the same answer",
-        "client/drawstate/multidraw.py",
-        (Edit("        return self._rollback_token\n", "        return secrets.token_hex(8)\n"),),
+        "client/drawstate/session.py",
+        (Edit("        return self._rollback_token\n", "        return new_token()\n"),),
         (OUTCOMES + "test_multidraw_rollback_resends_with_one_token_and_returns_a_final_refund",),
     ),
     Mutant(
