@@ -115,25 +115,35 @@ def audit(
     """List the outcome stream's events (complete, rollback, expire, notes), oldest first, one line each.
 
     Reads without a consumer group and acknowledges nothing: the operator's view of the history.
+    --json prints one array; with --follow, one JSON object a line.
     """
     printed = 0
     cursor: str | None = None
+    collected: list[dict[str, Any]] = []  # --json without --follow: one array, as the other commands
+
+    def show(data: dict[str, Any]) -> None:
+        if as_json and not follow:
+            collected.append(data)
+        else:
+            click.echo(orjson.dumps(data).decode() if as_json else describe_event(data))
+
     try:
         with client_for(socket_path, timeout) as client:
             while True:
                 page = client.audit(lock_key, since=since if cursor is None else None, cursor=cursor)
                 for event in page.items:
-                    data = event.to_dict()
-                    click.echo(orjson.dumps(data).decode() if as_json else describe_event(data))
+                    show(event.to_dict())
                     printed += 1
                     if limit is not None and printed >= limit:
-                        return
+                        break
                 cursor = page.cursor or (page.items[-1].id if page.items else cursor)
-                if page.cursor is not None:
+                if page.cursor is not None and (limit is None or printed < limit):
                     continue  # more to read now
-                if not follow:
-                    if printed == 0 and not as_json:
-                        click.echo("no events")
+                if not follow or (limit is not None and printed >= limit):
+                    if as_json and not follow:
+                        print_json(collected)
+                    elif printed == 0:
+                        click.echo("no audit events")
                     return
                 time.sleep(FOLLOW_POLL_S)
                 if cursor is None:

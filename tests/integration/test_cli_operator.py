@@ -91,7 +91,7 @@ def test_audit_limit_stops_after_that_many_and_follow_prints_new_events_as_they_
         draw.complete()
     sock = daemon.config.socket_path
     limited = _cli(sock, "audit", "--limit", "2", "--json")
-    assert [json.loads(line)["event"] for line in limited.stdout.splitlines()] == ["complete", "complete"]
+    assert [event["event"] for event in json.loads(limited.stdout)] == ["complete", "complete"]
 
     follower = _running(sock, "audit", "--follow", "--json")
     try:
@@ -141,4 +141,4 @@ def test_every_command_speaks_json(daemon, client):
         _cli(sock, "rollback", state.lock_key, state.operation_id, "--refund-by", "stream").stdout
     )
     assert (rolled["final"], rolled["existed"]) == (False, True)  # the stream pays, not this operator
-    assert json.loads(_cli(sock, "audit", "--json").stdout.splitlines()[0])["refunded_by_caller"] is False
+    assert json.loads(_cli(sock, "audit", "--json").stdout)[0]["refunded_by_caller"] is False

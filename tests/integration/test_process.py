@@ -174,19 +174,45 @@ def test_python_dash_m_drawstated_is_serve(sock_dir):
     assert "--redis-url" in result.stdout
 
 
-def test_the_readme_example_runs_against_a_daemon(daemon_process):
+def _readme_examples() -> list[str]:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    example = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    daemon_process.start()
-    result = subprocess.run(
-        [sys.executable, "-c", example.replace("client = Client()", "client = Client(timeout=5)")],
-        env={**os.environ, "DRAWSTATE_SOCKET": str(daemon_process.socket_path)},
+    return [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+
+
+def _run_example(code: str, socket_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "DRAWSTATE_SOCKET": str(socket_path)},
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
         check=False,
     )
+
+
+def test_the_readme_example_crashes_resumes_and_says_so(daemon_process):
+    daemon_process.start()
+    example = _readme_examples()[0].replace("client = Client()", "client = Client(timeout=5)")
+    result = _run_example(example, daemon_process.socket_path)
     assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["granted draw 1", "granted draw 2", "granted draw 3"]
+    assert lines[3].startswith("resuming at draw 4 - already granted: [")
+    assert lines[4:11] == [f"granted draw {i}" for i in range(4, 11)]
+    assert lines[11] == "completed: complete"
+
+
+def test_the_readme_asyncio_example_runs_a_thousand_pulls(daemon_process):
+    daemon_process.start()
+    example = _readme_examples()[1]
+    code = (
+        f"import random\nroll = lambda: random.randint(1, 100)\n{example}\nasyncio.run(main())\nprint('ok')"
+    )
+    result = _run_example(
+        code.replace("AsyncClient()", "AsyncClient(timeout=30)"), daemon_process.socket_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 def test_json_log_format_writes_one_json_object_per_line(sock_dir, own_redis):
