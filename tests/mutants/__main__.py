@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     for outcome in bad:
         print(f"\n{outcome.mutant.name} {outcome.status.upper()}: {outcome.detail}", file=sys.stderr)
     killed = len(outcomes) - len(bad)
-    print(f"\n{killed} of {len(outcomes)} mutants killed", file=sys.stderr)
+    what = "runs of one mutant against one test" if args.each else "mutants"
+    print(f"\n{killed} of {len(outcomes)} {what} killed", file=sys.stderr)
     return 1 if bad else 0
 
 
