@@ -1,7 +1,7 @@
 """What the benchmark runs against: its own Redis (one server or a Cluster) and daemon, or given ones.
 
 Own standalone (`--topology standalone`, the default): a redis-server
-(drawstated.embedded.find_redis_server()) on a unix socket in a private temp
+(drawstated.server.embedded.find_redis_server()) on a unix socket in a private temp
 dir, persistence off unless asked (both the sidecar and direct runs write to
 this one Redis, so it costs them alike), and the daemon as
 `python -m drawstated --socket ... --redis-url ... --data-dir ...` with its
@@ -37,7 +37,7 @@ import redis
 from benchmarks.cluster import OwnCluster
 from benchmarks.pool import prctl
 from drawstate import Client
-from drawstated.embedded import find_redis_server
+from drawstated.server.embedded import find_redis_server
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 20.0

@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from drawstate import Client, DrawStateError, MultiDraw, Prize
-from drawstated.embedded import find_redis_server
+from drawstated.server.embedded import find_redis_server
 
 SAMPLE_EVERY_S = 5.0
 #: Load runs this long (at most a tenth of the soak) before the first sample is the baseline.

@@ -30,7 +30,7 @@ def test_ruff_format_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_mypy_passes_strict_on_the_client():
+def test_mypy_passes_strict_on_the_client_and_the_daemon():
     result = _run(sys.executable, "-m", "mypy")
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -3,7 +3,7 @@
 Field names and their order follow the original Go lottery engine's JSON, but
 the sidecar cannot read the engine's states as they are: the engine keeps no
 `operation_id` (it is in its key `lottery:state:<lockKey>:<operationId>`, which
-has no hash-tag braces), no `version` and no `metadata`. `drawstated.legacy`
+has no hash-tag braces), no `version` and no `metadata`. `drawstated.legacy.convert`
 converts them (docs/migration.md). The other way, a document the sidecar
 stores decodes into the engine's struct (encoding/json ignores the fields it
 lacks), though the engine would not look for it under the sidecar's braced key.

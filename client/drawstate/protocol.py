@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Literal, get_args
 
 import msgpack
 
@@ -18,6 +18,13 @@ HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
 
 OPS = ("ping", "save", "load", "rollback", "complete", "pending", "stats", "audit", "outcomes", "ack")
+
+#: How durable a save must be before the daemon answers: the primary took it, or replicas too.
+Durability = Literal["ack", "replicated"]
+DURABILITIES: tuple[Durability, ...] = get_args(Durability)
+#: Who a rollback asks to pay its refund: its caller, or a refund worker reading the outcome stream.
+RefundBy = Literal["caller", "stream"]
+REFUND_BY: tuple[RefundBy, ...] = get_args(RefundBy)
 
 # Error codes, as sent on the wire.
 INVALID_REQUEST = "invalid_request"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 from drawstate.model import DrawState, Prize
+from drawstate.protocol import Durability, RefundBy
 
 __all__ = [
     "AuditPage",
@@ -22,12 +23,8 @@ __all__ = [
     "Stats",
 ]
 
-#: How durable a save must be before the daemon answers: the primary took it, or replicas too.
-Durability = Literal["ack", "replicated"]
 #: Whether a rollback's state is gone from Redis now, or its removal is journaled for later.
 Cleanup = Literal["done", "deferred"]
-#: Who a rollback asks to pay its refund: its caller (told `final`), or the outcome stream.
-RefundBy = Literal["caller", "stream"]
 
 
 @dataclass(frozen=True, slots=True)

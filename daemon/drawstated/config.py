@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from drawstate.limits import MAX_FRAME_BYTES, MIB, Limits
 from drawstate.paths import default_socket_path
+from drawstate.protocol import DURABILITIES, Durability
 from drawstated.keys import check_prefix
 
 DEFAULT_PREFIX = "lottery"
@@ -80,7 +81,7 @@ def redact_url(url: str | None) -> str | None:
     return redacted.replace(":/", ":///", 1) if url.startswith(f"{parts.scheme}:///") else redacted
 
 
-def _addresses(items: tuple[str, ...]) -> list[tuple[str, int]]:
+def _host_ports(items: tuple[str, ...]) -> list[tuple[str, int]]:
     addresses = []
     for item in items:
         host, _, port = item.rpartition(":")
@@ -152,7 +153,7 @@ class Config:
     cleanup_retry_s: float = CLEANUP_RETRY_S
     max_ttl_s: int = MAX_TTL_S
     #: Durability of a save that does not say: "ack" (primary) or "replicated" (WAIT).
-    durability: str = "ack"
+    durability: Durability = "ack"
     #: Replicas that must acknowledge a "replicated" save.
     min_replicas: int = 1
     limits: Limits = field(default_factory=Limits)
@@ -174,8 +175,8 @@ class Config:
                 raise ValueError(f"redis node address {item!r} is not host:port")
         if self.redis_tls_key and not self.redis_tls_cert:
             raise ValueError("a TLS client key needs its certificate (redis_tls_cert)")
-        if self.durability not in ("ack", "replicated"):
-            raise ValueError(f"durability must be ack or replicated, got {self.durability!r}")
+        if self.durability not in DURABILITIES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITIES)}, got {self.durability!r}")
         if self.socket_mode & 0o007:
             raise ValueError(f"socket mode {self.socket_mode:o} would make the socket world-accessible")
         for name in (
@@ -232,10 +233,10 @@ class Config:
         return self.redis_url is None and not self.redis_sentinels and not self.redis_cluster
 
     def sentinel_addresses(self) -> list[tuple[str, int]]:
-        return _addresses(self.redis_sentinels)
+        return _host_ports(self.redis_sentinels)
 
     def cluster_seeds(self) -> list[tuple[str, int]]:
-        return _addresses(self.redis_cluster)
+        return _host_ports(self.redis_cluster)
 
     def redis_ssl_context(self) -> ssl.SSLContext | None:
         """The TLS context for rediss:// URLs, or None to use the system's trust store."""

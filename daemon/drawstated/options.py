@@ -18,13 +18,14 @@ from typing import Any
 import click
 
 from drawstate.limits import Limits
+from drawstate.protocol import DURABILITIES
 from drawstated.config import Config, password_from_env
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
-def _addresses(value: str) -> tuple[str, ...]:
+def _comma_separated(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
@@ -69,10 +70,16 @@ SERVE_OPTIONS = (
         "redis://, rediss:// or unix:// URL; none runs an embedded redis-server. Never put a password here.",
     ),
     Option(
-        "--redis-sentinel", "redis_sentinels", "Sentinel addresses, host:port,host:port.", str, _addresses
+        "--redis-sentinel",
+        "redis_sentinels",
+        "Sentinel addresses, host:port,host:port.",
+        str,
+        _comma_separated,
     ),
     Option("--sentinel-master", "sentinel_master", "Name of the master the sentinels watch."),
-    Option("--redis-cluster", "redis_cluster", "Cluster seed nodes, host:port,host:port.", str, _addresses),
+    Option(
+        "--redis-cluster", "redis_cluster", "Cluster seed nodes, host:port,host:port.", str, _comma_separated
+    ),
     Option("--redis-username", "redis_username", "Redis ACL user (the password comes from the environment)."),
     Option("--redis-tls-ca", "redis_tls_ca", "CA bundle trusted for rediss://.", _FILE),
     Option("--redis-tls-cert", "redis_tls_cert", "Client certificate for rediss://.", _FILE),
@@ -96,7 +103,7 @@ SERVE_OPTIONS = (
         "--durability",
         "durability",
         "Durability of saves that do not say.",
-        click.Choice(["ack", "replicated"]),
+        click.Choice(DURABILITIES),
     ),
     Option(
         "--min-replicas",

@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 
 from drawstate.protocol import HEADER, encode_frame
-from drawstated.decoding import MAX_REQUEST_DEPTH, MAX_REQUEST_ITEMS
+from drawstated.server.decoding import MAX_REQUEST_DEPTH, MAX_REQUEST_ITEMS
 from tests.chaos.limits_harness import Harness, _state
 from tests.chaos.probes import reply_code
 from tests.conftest import wait_until

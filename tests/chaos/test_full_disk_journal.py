@@ -25,7 +25,7 @@ import pytest
 
 from drawstate import Client, DrawState, DrawStateError, new_operation_id
 from drawstated import journal
-from drawstated.cleanup import JOURNAL_NAME
+from drawstated.deferred import JOURNAL_NAME
 from tests.conftest import wait_until
 from tests.support.daemon import DaemonProcess
 from tests.support.redis_proc import RedisProcess

@@ -33,7 +33,7 @@ import pytest
 
 from drawstate import Client, DrawStateError, MultiDraw
 from drawstate.limits import DEFAULT_LIMITS
-from drawstated.outcomes import event_item
+from drawstated.storage.stream import event_item
 from tests.chaos.ledger_actors import Ledger, read_ledgers, roll_back
 from tests.chaos.ledger_check import check
 from tests.support.daemon import DaemonProcess

@@ -262,7 +262,7 @@ def _ttl(h: Harness) -> set[str]:
 
 
 def _page_size(h: Harness) -> set[str]:
-    from drawstated.requests import MAX_PENDING_LIMIT
+    from drawstated.ops.fields import MAX_PENDING_LIMIT
 
     ok_pending, ok_audit, pending, audit = h.codes(
         {"op": "pending", "limit": MAX_PENDING_LIMIT},

@@ -45,5 +45,8 @@ def test_every_named_limit_constant_is_in_the_table():
         if (name.startswith("MAX_") or name.endswith(("_TIMEOUT_S", "_GRACE_S", "_MAXLEN")))
         and not hasattr(limits, name)  # imported from drawstate.limits, listed under it
     }
-    named |= {("drawstated.connection", "WRITE_BUFFER_HIGH"), ("drawstated.requests", "MAX_PENDING_LIMIT")}
+    named |= {
+        ("drawstated.server.connection", "WRITE_BUFFER_HIGH"),
+        ("drawstated.ops.fields", "MAX_PENDING_LIMIT"),
+    }
     assert named - documented == set()

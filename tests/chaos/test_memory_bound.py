@@ -11,7 +11,7 @@ connection the limits allow is opened and each does the worst its kind can:
   pile up unread.
 
 RSS is sampled from /proc all along, and after Redis is back. The bound is
-drawstated.limitsdoc.rss_bound_bytes: the formula docs/limits.md states, with these limits.
+drawstated.reference.limits.rss_bound_bytes: the formula docs/limits.md states, with these limits.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from drawstate import Client, DrawStateError
 from drawstate.limits import MAX_FRAME_BYTES, MAX_STATE_BYTES, MIB
 from drawstate.protocol import HEADER, encode_frame
 from drawstated.config import MAX_CONNECTIONS, MAX_INFLIGHT_BYTES, MAX_INFLIGHT_PER_CONNECTION
-from drawstated.decoding import MAX_REQUEST_ITEMS
-from drawstated.limitsdoc import rss_bound_bytes
+from drawstated.reference.limits import rss_bound_bytes
+from drawstated.server.decoding import MAX_REQUEST_ITEMS
 from tests.chaos.probes import rss_kib
 from tests.conftest import wait_until
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drawstated.codec import encode_head
-from drawstated.legacy import Converted, convert
+from drawstated.legacy.convert import Converted, convert
 from tests.support.golang import build, go_unavailable
 from tests.unit.strategies import PROPERTY_SETTINGS, valid_states
 

@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 
 from drawstate import MultiDraw
-from drawstated import legacy
-from drawstated.importer import (
+from drawstated.legacy.convert import Converted, Refusal, convert
+from drawstated.legacy.importer import (
     EXIT_OK,
     EXIT_REDIS,
     EXIT_REFUSED,
@@ -132,15 +132,15 @@ class Planted:
         self.ttl_ms: dict[str, int | None] = {}
         self.reasons: Counter[str] = Counter()
         self.refused: set[str] = set()
-        self.valid: dict[str, legacy.Converted] = {}
+        self.valid: dict[str, Converted] = {}
 
     def add(self, key: str, raw: bytes, ttl_ms: int | None) -> None:
         self.values[key], self.ttl_ms[key] = raw, ttl_ms
-        outcome = legacy.convert(key, raw)
-        if isinstance(outcome, legacy.Converted):
+        outcome = convert(key, raw)
+        if isinstance(outcome, Converted):
             self.valid[key] = outcome
         else:
-            assert isinstance(outcome, legacy.Refusal), outcome
+            assert isinstance(outcome, Refusal), outcome
             self.refused.add(key)
 
 
@@ -150,7 +150,7 @@ def _plant(rdb: Any) -> Planted:
     for entry in engine:
         planted.add(entry["key"], (FIXTURES / entry["file"]).read_bytes(), 3_600_000)
         if entry["expect"] == "refused":
-            planted.reasons[reason_of(legacy.Refusal(entry["key"], entry["field"], ""))] += 1
+            planted.reasons[reason_of(Refusal(entry["key"], entry["field"], ""))] += 1
     for n, kind in enumerate(INVALID_KINDS * PER_INVALID_KIND):
         key, raw = _invalid(kind, n)
         planted.add(key, raw, 1_800_000 + n)
@@ -393,7 +393,7 @@ def test_import_legacy_without_a_redis_named_is_a_usage_error():
 
 
 def test_migration_doc_names_every_option_of_import_legacy():
-    from drawstated.cli_import import import_legacy
+    from drawstated.cli.importing import import_legacy
 
     section = MIGRATION_DOC.read_text().split("## 4.", 1)[1].split("\n## 5.", 1)[0]
     flags = [opt for param in import_legacy.params for opt in param.opts if opt.startswith("--")]

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
-from drawstated.cleanup import JOURNAL_NAME
-from drawstated.connection import Connection
+from drawstated.deferred import JOURNAL_NAME
+from drawstated.server.connection import Connection
 from tests.conftest import wait_until
 
 Event = tuple[str, str]

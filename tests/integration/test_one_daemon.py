@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from drawstate import Client
-from drawstated import startup
-from drawstated.cli_client import EXIT_USAGE
-from drawstated.locks import DATA_LOCK_NAME, socket_lock_path
-from drawstated.startup import (
+from drawstated.cli.client import EXIT_USAGE
+from drawstated.server import startup
+from drawstated.server.locks import DATA_LOCK_NAME, socket_lock_path
+from drawstated.server.startup import (
     EXIT_ALREADY_RUNNING,
     EXIT_BAD_CONFIG,
     EXIT_PASSWORD_FILE,

@@ -19,7 +19,7 @@ import redis
 
 from drawstate import Client, MultiDraw, OperationClosed
 from drawstated.config import Config
-from drawstated.scripts import Script
+from drawstated.redis.scripts import Script
 from tests.conftest import wait_until
 from tests.support.daemon import DaemonThread
 from tests.support.proxy import TcpProxy

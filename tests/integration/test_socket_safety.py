@@ -17,7 +17,7 @@ import pytest
 
 from drawstate import Client, SidecarUnavailable
 from drawstate.paths import SOCKET_ENV, SOCKET_NAME
-from drawstated.startup import EXIT_NOT_A_SOCKET, EXIT_UNSAFE_SOCKET_DIR
+from drawstated.server.startup import EXIT_NOT_A_SOCKET, EXIT_UNSAFE_SOCKET_DIR
 from tests.conftest import wait_until
 from tests.support.daemon import DaemonProcess
 from tests.support.serve import one_line, serve_once

@@ -37,9 +37,9 @@ class Mutant:
     topologies: str = BOTH_TOPOLOGIES
 
 
-SAVE_LUA = "daemon/drawstated/lua/save.lua"
-CLOSE_LUA = "daemon/drawstated/lua/close.lua"
-OUTCOME_LUA = "daemon/drawstated/lua/outcome.lua"
+SAVE_LUA = "daemon/drawstated/redis/lua/save.lua"
+CLOSE_LUA = "daemon/drawstated/redis/lua/close.lua"
+OUTCOME_LUA = "daemon/drawstated/redis/lua/outcome.lua"
 OPS = "tests/integration/test_ops.py::"
 ERRORS = "tests/integration/test_errors.py::"
 IDEMPOTENCY = "tests/integration/test_idempotency_and_pipelining.py::"
@@ -176,17 +176,15 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "ttl-expiry-on-read",
         "a state past its `_expires` is never returned by load or pending, swept or not",
-        "daemon/drawstated/handlers.py",
+        "daemon/drawstated/ops/states.py",
         (
             Edit(
-                "        if expires is not None and expires <= unix_ms():\n"
-                "            return None\n        return state",
-                "        return state",
+                "    if expires is not None and expires <= unix_ms():\n        return None\n    return state",
+                "    return state",
             ),
             Edit(
-                "        if expires is not None and expires <= unix_ms():\n"
-                "            return None\n        return {",
-                "        return {",
+                "    if expires is not None and expires <= unix_ms():\n        return None\n    return {",
+                "    return {",
             ),
         ),
         (
@@ -211,7 +209,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "expire-sweep",
         "an operation past its ttl is expired by a sweeper, with one expire event",
-        "daemon/drawstated/lua/expire.lua",
+        "daemon/drawstated/redis/lua/expire.lua",
         (Edit("if not due then\n", "if true then\n"),),
         (
             OUTCOMES
@@ -222,7 +220,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "expire-sweep-walk",
         "the sweeper hands every state due to expire.lua",
-        "daemon/drawstated/sweeper.py",
+        "daemon/drawstated/storage/sweeper.py",
         (Edit("expired += await self._expire_one(name.decode(), early_ms)", "expired += 0"),),
         (
             OUTCOMES
@@ -277,7 +275,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "pending-refund-to-stream",
         "a refund decision a dead daemon left pending goes to the outcome stream",
-        "daemon/drawstated/lua/outbox.lua",
+        "daemon/drawstated/redis/lua/outbox.lua",
         (
             Edit(
                 "if mode == 'sweeper' and redis.call('HGET', tomb, 'final') == 'p' then\n", "if false then\n"
@@ -310,7 +308,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "outcome-event-by-daemon",
         "every ending writes its outcome event (the daemon or a sweeper, where the script could not)",
-        "daemon/drawstated/outcomes.py",
+        "daemon/drawstated/storage/stream.py",
         (Edit("    await stream.append(outcome, deadline)\n", ""),),
         (
             OUTCOMES + "test_every_ending_writes_exactly_one_terminal_event",
@@ -320,7 +318,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "stream-trim-owed",
         "trimming the outcome stream never drops an event a consumer group still owes",
-        "daemon/drawstated/lua/trim.lua",
+        "daemon/drawstated/redis/lua/trim.lua",
         (Edit("if floor ~= nil and older(floor, threshold) then\n", "if false then\n"),),
         (OUTCOMES_FAILURES + "test_the_stream_never_drops_an_event_a_group_still_owes",),
     ),
@@ -350,7 +348,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "journal-replay",
         "rollbacks deferred before a restart are replayed from the journal at start",
-        "daemon/drawstated/server.py",
+        "daemon/drawstated/server/process.py",
         (Edit("        self.cleanup.replay_journal()\n", ""),),
         (
             "tests/integration/test_redis_outage.py::test_deferred_rollback_survives_a_daemon_restart",
@@ -361,7 +359,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "hidden-from-read",
         "a read never returns an operation whose rollback was deferred when the read began",
-        "daemon/drawstated/cleanup.py",
+        "daemon/drawstated/deferred.py",
         (Edit("return key in self._at_start or key in self._live", "return key in self._live"),),
         ("tests/unit/test_hidden_from_read.py",),
     ),
@@ -409,14 +407,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "durability-wait",
         "a replicated save that too few replicas acknowledged is durability_not_met, not ok",
-        "daemon/drawstated/saving.py",
-        (Edit("if acked is None or acked < self.config.min_replicas:", "if acked is None:"),),
+        "daemon/drawstated/ops/save.py",
+        (Edit("if acked is None or acked < min_replicas:", "if acked is None:"),),
         (ERRORS + "test_replicated_save_without_replicas_is_durability_not_met",),
     ),
     Mutant(
         "transient-errors",
         "outages and slots in flux are retried within the deadline, answers are not",
-        "daemon/drawstated/retry.py",
+        "daemon/drawstated/redis/retry.py",
         (
             Edit(
                 "def is_transient(exc: BaseException) -> bool:\n",
@@ -431,8 +429,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "readonly",
         "a connection that answers READONLY (a demoted master) is retired; saves go to the new master",
-        "daemon/drawstated/resp.py",
-        (Edit('_DEMOTED = ("READONLY", "MASTERDOWN")', '_DEMOTED = ("MASTERDOWN",)'),),
+        "daemon/drawstated/redis/errors.py",
+        (Edit("class ReadOnlyError(DemotedReply):", "class ReadOnlyError(RetryableReply):"),),
         (
             "tests/integration/test_sentinel.py::test_connections_to_a_master_demoted_while_alive_are_retired_and_saves_keep_their_deadline",
         ),
@@ -440,8 +438,13 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "ask",
         "the cluster router follows ASK (with ASKING) to a slot's importing node, not only MOVED",
-        "daemon/drawstated/cluster.py",
-        (Edit('if kind in ("MOVED", "ASK"):', 'if kind == "MOVED":'),),
+        "daemon/drawstated/redis/cluster.py",
+        (
+            Edit(
+                "if isinstance(error, Redirect) and redirects",
+                "if isinstance(error, Redirect) and not isinstance(error, AskError) and redirects",
+            ),
+        ),
         (
             "tests/integration/test_cluster.py::test_reads_of_a_lock_key_on_a_half_migrated_slot_follow_ask_within_one_deadline",
             "tests/integration/test_cluster.py::test_writes_on_a_half_migrated_slot_reach_the_target_stay_retryable_and_land_once_it_settles",
@@ -557,14 +560,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "data-dir-lock",
         "a second daemon on the same data dir exits 1 naming the first one's pid, starting nothing",
-        "daemon/drawstated/locks.py",
+        "daemon/drawstated/server/locks.py",
         (Edit('            fds.append(_lock(data_dir / DATA_LOCK_NAME, f"data dir {data_dir}"))\n', ""),),
         (ONE_DAEMON + "test_second_daemon_on_the_same_data_dir_exits_1_naming_the_pid_and_starts_no_redis",),
     ),
     Mutant(
         "socket-lock",
         "a second daemon on the same socket path exits 1 naming the first one's pid",
-        "daemon/drawstated/locks.py",
+        "daemon/drawstated/server/locks.py",
         (
             Edit(
                 '                fds.append(_lock(socket_lock_path(socket_path), f"socket {socket_path}"))\n',

@@ -20,7 +20,7 @@ import uvloop
 
 from drawstate import Client
 from drawstated.config import Config
-from drawstated.server import Server
+from drawstated.server.process import Server
 
 START_TIMEOUT_S = 15.0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from drawstated.embedded import find_redis_server
+from drawstated.server.embedded import find_redis_server
 
 START_TIMEOUT_S = 10.0
 

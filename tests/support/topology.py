@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from drawstated.embedded import find_redis_server
+from drawstated.server.embedded import find_redis_server
 from tests.support.redis_proc import wait_answering
 
 #: Starts one server from its argv; the default is a plain Popen with output discarded (it logs to a file).

@@ -1,4 +1,4 @@
-"""drawstated.budget.MemoryBudget: who waits, and when waiting connections are let back in.
+"""drawstated.server.flow.MemoryBudget: who waits, and when waiting connections are let back in.
 
 The budget's rules in isolation (the chaos tests drive it through a real daemon): resume under the
 low-water mark, never leave everyone waiting while nothing runs, wake from the loop.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from drawstated.budget import LOW_WATER, MemoryBudget
+from drawstated.server.flow import LOW_WATER, MemoryBudget
 
 TOTAL = 1000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drawstated.cli_client import describe_event, parse_since
+from drawstated.cli.client import describe_event, parse_since
 
 NOW = 1_700_000_000
 

@@ -1,4 +1,4 @@
-"""drawstated.decoding: a request frame decodes within its limits, and never to more than its cost.
+"""drawstated.server.decoding: a request frame decodes within its limits, and never to more than its cost.
 
 The cost (frame bytes + ITEM_BYTES per item) is what the in-flight byte budget charges, so it
 must bound what decoding really allocates: tracemalloc measures the worst shapes msgpack allows.
@@ -17,7 +17,7 @@ import pytest
 from drawstate.limits import MAX_FRAME_BYTES, MAX_TOTAL
 from drawstate.protocol import FrameError
 from drawstated.config import Config
-from drawstated.decoding import MAX_REQUEST_DEPTH, RefusedRequest, RequestDecoder
+from drawstated.server.decoding import MAX_REQUEST_DEPTH, RefusedRequest, RequestDecoder
 
 DECODER = RequestDecoder(Config(socket_path=Path("/tmp/unused.sock"), data_dir=Path("/tmp/unused")))
 

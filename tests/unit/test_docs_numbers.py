@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from drawstate.limits import MIB
-from drawstated import config, journal, locks, server
-from drawstated.limitsdoc import rss_bound_bytes
+from drawstated import config, journal
+from drawstated.reference.limits import rss_bound_bytes
+from drawstated.server import locks, process
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "drawstated.service"
@@ -31,7 +32,7 @@ def _mode(value: int) -> str:
 
 
 STATED = [
-    ("docs/operations.md", r"after (\d+) s of trying", str(int(server.STARTUP_REDIS_WAIT_S))),
+    ("docs/operations.md", r"after (\d+) s of trying", str(int(process.STARTUP_REDIS_WAIT_S))),
     ("docs/operations.md", r"The socket is created (0\d{3})", _mode(config.SOCKET_MODE)),
     ("docs/operations.md", r"reach the (0\d{3}) socket", _mode(config.SOCKET_MODE)),
     ("docs/operations.md", r"runs with umask (0\d{3})", _mode(locks.PRIVATE_UMASK)),
@@ -39,7 +40,7 @@ STATED = [
     ("docs/operations.md", r"the lock files are (0\d{3})", _mode(locks.PRIVATE_FILE_MODE)),
     ("docs/operations.md", r"lock file\) is (0\d{3})", _mode(journal.JOURNAL_MODE)),
     ("docs/operations.md", r"`MemoryMax=(\d+)M`", str(_unit_memory_max() // MIB)),
-    ("docs/limits.md", r"`FD_RESERVE` \((\d+),", str(server.FD_RESERVE)),
+    ("docs/limits.md", r"`FD_RESERVE` \((\d+),", str(process.FD_RESERVE)),
     ("docs/limits.md", r"unit's `MemoryMax=(\d+)M`", str(_unit_memory_max() // MIB)),
 ]
 

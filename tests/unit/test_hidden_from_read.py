@@ -1,4 +1,4 @@
-"""drawstated.cleanup.HiddenFromRead: a read never returns an operation whose rollback was deferred.
+"""drawstated.deferred.HiddenFromRead: a read never returns an operation whose rollback was deferred.
 
 The race it closes: a read starts while a rollback is deferred, fetches the
 state, and the background cleanup applies the rollback before the read is
@@ -8,7 +8,7 @@ return an operation the caller was told is rolled back.
 
 from __future__ import annotations
 
-from drawstated.cleanup import HiddenFromRead
+from drawstated.deferred import HiddenFromRead
 
 APPLIED = ("player:1", "op-applied")
 ADDED = ("player:1", "op-added")

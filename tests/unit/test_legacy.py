@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from drawstate.limits import DRAW_INT_MAX, DRAW_INT_MIN, INT64_MAX, MAX_TOTAL
 from drawstate.model import check_state
 from drawstated.codec import decode_state, encode_state
-from drawstated.legacy import (
+from drawstated.legacy.convert import (
     ENGINE_FIELDS,
     Converted,
     KeyRefused,

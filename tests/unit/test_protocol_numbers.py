@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 from drawstate import limits
-from drawstated import config, connection, consumers, handlers, outcomes, requests, stats
+from drawstated import config, stats
 from drawstated.config import Config
+from drawstated.ops import fields, outcomes, ping, rollback
+from drawstated.server import connection
+from drawstated.storage import stream
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 #: Digits as protocol.md writes them: "1 048 576", "2 592 000", "10 000" (any space kind groups).
@@ -51,7 +54,7 @@ STATED = [
     Stated("default deadline", r"default {n}, `--deadline-ms`", config.DEFAULT_DEADLINE_MS),
     Stated("deadline cap", r"min\(deadline_ms, {n}\)", config.MAX_DEADLINE_MS),
     Stated("reply margin", r"min\(deadline_ms, \d+\) {dash} {n}`? ?ms", config.REPLY_MARGIN_MS),
-    Stated("redis probe", r"min\(deadline, {n} ms\)", handlers.REDIS_PROBE_S, scale=1 / 1000),
+    Stated("redis probe", r"min\(deadline, {n} ms\)", ping.REDIS_PROBE_S, scale=1 / 1000),
     Stated("in-flight cap", r"in-flight cap per connection \| {n}", config.MAX_INFLIGHT_PER_CONNECTION),
     Stated(
         "in-flight cap (prose)",
@@ -79,22 +82,22 @@ STATED = [
     Stated("default ttl (s)", r"`--ttl` \(default {n} s\)", config.DEFAULT_TTL_S),
     Stated("min replicas", r"`--min-replicas` replicas, default {n}", _DEFAULTS.min_replicas),
     Stated("rollback reason", r"`reason` \| str \| no \| ≤ {n} chars", limits.MAX_REASON_CHARS),
-    Stated("defer margin", r"keeps back {n} ms of the deadline", handlers.DEFER_MARGIN_S, scale=1 / 1000),
+    Stated("defer margin", r"keeps back {n} ms of the deadline", rollback.DEFER_MARGIN_S, scale=1 / 1000),
     Stated(
-        "defer margin, short deadlines", r"shorter than {n} ms", 4 * handlers.DEFER_MARGIN_S, scale=1 / 1000
+        "defer margin, short deadlines", r"shorter than {n} ms", 4 * rollback.DEFER_MARGIN_S, scale=1 / 1000
     ),
-    Stated("page size", r"`limit` \| int \| no \| 1 … {n}", requests.MAX_PENDING_LIMIT),
+    Stated("page size", r"`limit` \| int \| no \| 1 … {n}", fields.MAX_PENDING_LIMIT),
     Stated(
         "default page size",
         r"`limit` \| int \| no \| 1 … [\d  ]+, default {n}",
-        requests.DEFAULT_PENDING_LIMIT,
+        fields.DEFAULT_PENDING_LIMIT,
     ),
-    Stated("cursor length", r"`cursor` \| str \| no \| ≤ {n} chars", requests.MAX_CURSOR_CHARS),
+    Stated("cursor length", r"`cursor` \| str \| no \| ≤ {n} chars", fields.MAX_CURSOR_CHARS),
     Stated("latency samples", r"over the last {n} requests of each op", stats.LATENCY_SAMPLES),
     Stated("group name length", r"`group` \| str \| yes \| 1{dash}{n} chars", 64),
-    Stated("claim idle cap", r"`claim_idle_ms` \| int \| no \| 1 … {n}", consumers.MAX_CLAIM_IDLE_MS),
-    Stated("ack ids", r"`ids` \| array of str \| yes \| 1 … {n} stream ids", consumers.MAX_ACK_IDS),
-    Stated("raw state in an event", r"its raw text \(≤ {n} chars\)", outcomes.RAW_STATE_CHARS),
+    Stated("claim idle cap", r"`claim_idle_ms` \| int \| no \| 1 … {n}", outcomes.MAX_CLAIM_IDLE_MS),
+    Stated("ack ids", r"`ids` \| array of str \| yes \| 1 … {n} stream ids", outcomes.MAX_ACK_IDS),
+    Stated("raw state in an event", r"its raw text \(≤ {n} chars\)", stream.RAW_STATE_CHARS),
     Stated("lock key length", r"`lock_key` \| str \| yes \| 1{dash}{n} chars", limits.MAX_LOCK_KEY_CHARS),
     Stated(
         "operation id length",

@@ -1,0 +1,51 @@
+"""The `audit` op: outcome events oldest first, from `since` (unix s) or after `cursor`, by lock key.
+
+A filtered page (one lock key) filters entries before decoding them, and stops scanning at
+SCAN_TIME_SHARE of its deadline; the reply's `cursor` is the id of the last event this page looked
+at (returned or filtered out), None once the stream's end was reached.
+"""
+
+from __future__ import annotations
+
+from drawstate.limits import INT64_MAX
+from drawstated import errors
+from drawstated.ops import fields
+from drawstated.ops.context import OpContext, Reply, Request, loop_time
+from drawstated.ops.events import LAST_STREAM_ID, READ_BATCH, EventPage, stream_id
+
+#: A filtered `audit` returns what it found, with a cursor, past this share of its deadline.
+SCAN_TIME_SHARE = 0.5
+
+
+class Audit:
+    def __init__(self, ctx: OpContext) -> None:
+        self.ctx = ctx
+
+    async def __call__(self, request: Request, deadline: float) -> Reply:
+        ctx = self.ctx
+        limit = fields.pending_limit(request)
+        since = fields.optional_int(request, "since", 0, INT64_MAX // 1000)
+        cursor = fields.optional_str(request, "cursor", fields.MAX_CURSOR_CHARS)
+        lock_key = fields.lock_key(request, ctx.limits) if request.get("lock_key") is not None else None
+        if cursor is not None and (not stream_id(cursor) or cursor == LAST_STREAM_ID):
+            raise errors.invalid("cursor is not one this daemon returned")  # nothing follows the last id
+        wanted = None if lock_key is None else lock_key.encode()
+        page = EventPage(ctx.limits, ctx.config.max_frame_bytes, limit)
+        now = loop_time()
+        give_up = now + (deadline - now) * SCAN_TIME_SHARE
+        looked_at = cursor
+        start = f"({cursor}" if cursor else f"{(since or 0) * 1000}-0"
+        while True:
+            entries = await ctx.stream.read_range(start, READ_BATCH, deadline)
+            for entry_id, entry in entries:
+                if wanted is None or entry.get(b"lock_key") == wanted:  # filtered before it is decoded
+                    if not page.take(entry_id, entry):
+                        return {"items": page.items, "cursor": looked_at}  # the frame is full: next time
+                    if page.full:
+                        return {"items": page.items, "cursor": entry_id.decode()}
+                looked_at = entry_id.decode()
+            if len(entries) < READ_BATCH:
+                return {"items": page.items, "cursor": None}
+            start = f"({looked_at}"
+            if loop_time() >= give_up:
+                return {"items": page.items, "cursor": looked_at}

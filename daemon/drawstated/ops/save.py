@@ -1,0 +1,145 @@
+"""The `save` op, the hot path: a request checked and turned into one EVALSHA, answered from a callback.
+
+`start` runs the first attempt without a task or a coroutine chain: the reply is written from the
+Redis reply's done-callback. Only when that attempt meets a transient error (or NOSCRIPT) does a
+task take over, handing the failure to the retry policy, which backs off before it resends with the
+same token, so however many attempts there are, they count as one save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from drawstate import protocol
+from drawstate.limits import Limits
+from drawstate.model import InvalidState, check_state
+from drawstated import errors
+from drawstated.codec import StateTooLarge, encode_head
+from drawstated.ops import fields
+from drawstated.ops.context import OpContext, Reply, Request, Respond, loop_time
+from drawstated.ops.ending import closed_by_deferred, expired_here
+from drawstated.redis.errors import NoScriptError
+from drawstated.redis.pipeline import Wait
+from drawstated.redis.retry import is_transient
+from drawstated.storage.store import SaveOutcome, SaveRequest
+
+log = logging.getLogger("drawstated.ops.save")
+
+#: Share of the deadline a replicated save gives WAIT; the rest is for the write itself.
+WAIT_SHARE = 0.5
+
+
+class Save:
+    """The save op, a FastOp: answered from the Redis reply's callback."""
+
+    def __init__(self, ctx: OpContext) -> None:
+        self.ctx = ctx
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def plan(self, request: Request, deadline: float) -> SaveRequest:
+        """Check the request and its state; RequestError names what is wrong."""
+        config = self.ctx.config
+        state = fields.state_map(request)
+        head = checked_head(state, config.limits)
+        lock_key, operation_id = state["lock_key"], state["operation_id"]
+        if (lock_key, operation_id) in self.ctx.cleanup:
+            raise closed_by_deferred(operation_id)
+        ttl_s = fields.optional_int(request, "ttl_s", 1, config.max_ttl_s) or config.ttl_s
+        wait = None
+        if fields.durability(request, config.durability) == "replicated":
+            budget_ms = int((deadline - loop_time()) * 1000 * WAIT_SHARE)
+            wait = Wait(config.min_replicas, max(1, budget_ms))
+        return SaveRequest(
+            lock_key=lock_key,
+            operation_id=operation_id,
+            head=head,
+            token=fields.token(request) or secrets.token_hex(8),
+            expect_version=fields.expect_version(request),
+            completed_count=state["completed_count"],
+            ttl_ms=ttl_s * 1000,
+            wait=wait,
+        )
+
+    def start(self, request: Request, deadline: float, respond: Respond) -> None:
+        """The hot path: `respond` gets the reply fields or the RequestError, exactly once."""
+        try:
+            save = self.plan(request, deadline)
+        except errors.RequestError as exc:
+            respond(exc)
+            return
+        future = self.ctx.store.start_save(save, deadline)
+        future.add_done_callback(lambda done: self._finish(done, save, deadline, respond))
+
+    def _finish(
+        self, done: asyncio.Future[Any], save: SaveRequest, deadline: float, respond: Respond
+    ) -> None:
+        if done.cancelled():
+            respond(errors.deadline())
+            return
+        error = done.exception()
+        if error is None:
+            try:
+                respond(self.reply(save, self.ctx.store.save_result(save, done.result())))
+            except errors.RequestError as exc:
+                self._refused(save, exc)
+                respond(exc)
+            return
+        if is_transient(error) or isinstance(error, NoScriptError):
+            task = asyncio.get_running_loop().create_task(self._resend(save, error, deadline, respond))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        log.error("save failed", exc_info=error)
+        respond(errors.internal(error))
+
+    async def _resend(
+        self, save: SaveRequest, failed: BaseException, deadline: float, respond: Respond
+    ) -> None:
+        """The first attempt failed: the retry policy takes over, with the same token (one save)."""
+        try:
+            respond(self.reply(save, await self.ctx.store.save(save, deadline, failed=failed)))
+        except errors.RequestError as exc:
+            self._refused(save, exc)
+            respond(exc)
+        except Exception as exc:
+            log.exception("save failed")
+            respond(errors.internal(exc))
+
+    def _refused(self, save: SaveRequest, exc: errors.RequestError) -> None:
+        expired_here(self.ctx, save.lock_key, save.operation_id, exc)
+
+    def reply(self, save: SaveRequest, outcome: SaveOutcome) -> Reply:
+        """The ok reply's fields; durability_not_met when too few replicas acknowledged."""
+        version, replayed, acked = outcome.version, outcome.replayed, outcome.replicas
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("saved", extra={"lock_key": save.lock_key, "operation_id": save.operation_id,
+                                      "version": version, "replayed": replayed})  # fmt: skip
+        reply: Reply = {"version": version, "ttl_s": save.ttl_ms // 1000}
+        if save.wait is None:
+            return reply
+        reply["replicas"] = acked
+        min_replicas = self.ctx.config.min_replicas
+        if acked is None or acked < min_replicas:
+            raise errors.RequestError(
+                protocol.DURABILITY_NOT_MET,
+                f"saved as version {version} but {acked} of {min_replicas} "
+                "replica(s) acknowledged in time; retrying the save is safe",
+                version=version,
+                replicas=acked,
+            )
+        return reply
+
+
+def checked_head(state: Mapping[str, Any], limits: Limits) -> bytes:
+    """A state from a client, checked and encoded: draw_state_corrupted, or invalid_request past the cap."""
+    try:
+        check_state(state, limits)
+        return encode_head(state, limits)
+    except StateTooLarge as exc:
+        raise errors.invalid(str(exc)) from exc
+    except InvalidState as exc:
+        raise errors.corrupted(str(exc), source="request") from exc

@@ -1,0 +1,1 @@
+"""Talking to Redis: RESP, auto-pipelining, Cluster and Sentinel, retries, the Lua scripts."""

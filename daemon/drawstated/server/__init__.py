@@ -1,0 +1,1 @@
+"""The daemon process: lifecycle, connections, flow control, and what it guards on its host."""
