@@ -1,6 +1,6 @@
 """The harness's own Redis Cluster (`--topology cluster`): 3 masters + 3 replicas on loopback TCP ports.
 
-Built with tests.support.topology.ClusterTopology (the tests' cluster, made by
+Built with testbed.topology.ClusterTopology (the tests' cluster, made by
 `redis-cli --cluster create`), with the harness's process rules: each node in
 its own session (a terminal Ctrl-C reaches only the harness, which stops the
 daemon first and the nodes after it) and dying with the harness
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from tests.support.topology import ClusterTopology, TcpRedis
 
 from benchmarks.pool import prctl
+from testbed.topology import ClusterTopology, TcpRedis
 
 MASTERS = 3
 REPLICAS_PER_MASTER = 1

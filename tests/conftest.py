@@ -20,9 +20,10 @@ import redis
 
 from drawstate import Client, DrawState, new_operation_id
 from drawstated.config import Config
+from testbed.redis_proc import RedisProcess
+from testbed.topology import ClusterTopology
 from tests.support.daemon import DaemonThread
-from tests.support.redis_proc import RedisProcess
-from tests.support.topology import ClusterTopology
+from tests.support.shared_redis import CLUSTER_PREFIX, direct_client
 
 
 def _docker_reachable() -> bool:
@@ -40,7 +41,6 @@ def _docker_reachable() -> bool:
 #: The shared Redis of the session's tests, in each topology the daemon supports. A cluster's
 #: "URL" is `cluster:<seed>,<seed>` here only; make_config turns it into Config.redis_cluster.
 TOPOLOGIES = os.environ.get("DRAWSTATE_TEST_TOPOLOGIES", "standalone,cluster").split(",")
-CLUSTER_PREFIX = "cluster:"
 
 
 @pytest.fixture(scope="session", params=TOPOLOGIES)
@@ -65,14 +65,6 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[str]:
         yield proc.url
     finally:
         proc.cleanup()
-
-
-def direct_client(url: str) -> redis.Redis | redis.RedisCluster:
-    """redis-py on the test's Redis, whatever its topology, to plant and inspect keys."""
-    if url.startswith(CLUSTER_PREFIX):
-        host, port = url.removeprefix(CLUSTER_PREFIX).split(",")[0].rsplit(":", 1)
-        return redis.RedisCluster(host=host, port=int(port), socket_timeout=5)
-    return redis.Redis.from_url(url, socket_timeout=5)
 
 
 @pytest.fixture
@@ -169,15 +161,3 @@ def new_state() -> Callable[..., DrawState]:
         return DrawState(**values)
 
     return make
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(interval)

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from testbed.redis_proc import RedisProcess
 from tests.support.daemon import DaemonProcess
-from tests.support.redis_proc import RedisProcess
 
 _REPORT: dict[str, Any] = {}
 

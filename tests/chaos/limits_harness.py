@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from testbed.redis_proc import RedisProcess
 from tests.chaos.probes import reply_code
 from tests.support.daemon import DaemonThread
-from tests.support.redis_proc import RedisProcess
 from tests.support.wire import RawPeer
 
 

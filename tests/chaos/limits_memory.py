@@ -15,8 +15,8 @@ from drawstate.protocol import HEADER, encode_frame
 from drawstated.server.decoding import MAX_REQUEST_DEPTH, MAX_REQUEST_ITEMS
 from tests.chaos.limits_harness import Harness, _state
 from tests.chaos.probes import reply_code
-from tests.conftest import wait_until
 from tests.support.daemon import DaemonThread
+from tests.support.waiting import wait_until
 
 #: The budgets of the daemons these provocations start, and the metadata that fills them.
 SMALL_BUDGET = 64 * 1024

@@ -14,7 +14,7 @@ from drawstate.limits import MAX_FRAME_BYTES
 from drawstate.protocol import HEADER, FrameBuffer, decode_body, encode_frame
 from drawstated.config import MAX_CONNECTIONS
 from tests.chaos.probes import rss_kib, timed_request
-from tests.conftest import wait_until
+from tests.support.waiting import wait_until
 from tests.support.wire import RawPeer
 
 #: Saves of ~1 KiB each, interleaved with as many loads whose replies are ~1 KiB each.

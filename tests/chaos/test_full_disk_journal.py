@@ -26,9 +26,9 @@ import pytest
 from drawstate import Client, DrawState, DrawStateError, new_operation_id
 from drawstated import journal
 from drawstated.deferred import JOURNAL_NAME
-from tests.conftest import wait_until
+from testbed.redis_proc import RedisProcess
 from tests.support.daemon import DaemonProcess
-from tests.support.redis_proc import RedisProcess
+from tests.support.waiting import wait_until
 
 #: Size of the tmpfs that the second test fills.
 TMPFS_SIZE = "64k"

@@ -26,11 +26,11 @@ from drawstate import Client
 from drawstate.limits import INT64_MAX
 from drawstate.protocol import encode_frame
 from drawstated.codec import decode_state
+from testbed.redis_proc import RedisProcess
 from tests.chaos.frames import LOCK_KEYS, Blob, Frame, frames
 from tests.chaos.probes import completion, cut_stream, reply_code, rss_kib, timed_request
-from tests.conftest import wait_until
 from tests.support.daemon import DaemonProcess
-from tests.support.redis_proc import RedisProcess
+from tests.support.waiting import wait_until
 from tests.support.wire import RawPeer
 
 #: Examples per property in the CI run; the soak (pytest -m slow) multiplies them by SOAK_FACTOR.

@@ -23,7 +23,7 @@ from typing import Any
 from drawstate import Client
 from drawstate.protocol import FrameBuffer, decode_body, encode_frame
 from tests.chaos.probes import reply_code, rss_kib, timed_request
-from tests.conftest import wait_until
+from tests.support.waiting import wait_until
 from tests.support.wire import RawPeer
 
 #: Saves of ~1 KiB each, interleaved with as many loads whose replies are ~1 KiB each.

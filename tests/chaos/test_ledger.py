@@ -34,11 +34,11 @@ import pytest
 from drawstate import Client, DrawStateError, MultiDraw
 from drawstate.limits import DEFAULT_LIMITS
 from drawstated.storage.stream import event_item
+from testbed.redis_proc import RedisProcess
 from tests.chaos.ledger_actors import Ledger, read_ledgers, roll_back
 from tests.chaos.ledger_check import check
 from tests.support.daemon import DaemonProcess
 from tests.support.proxy import TcpProxy
-from tests.support.redis_proc import RedisProcess
 
 REPO = Path(__file__).resolve().parents[2]
 REFUND_WORKER = REPO / "examples" / "refund_worker.py"

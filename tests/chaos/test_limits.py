@@ -23,13 +23,13 @@ from drawstate import limits
 from drawstate.protocol import HEADER, encode_frame
 from drawstated import config as config_module
 from drawstated.config import Config
+from testbed.redis_proc import RedisProcess
 from tests.chaos import limits_memory
 from tests.chaos.limits_harness import Harness, _state
 from tests.chaos.limits_table import ROWS, ROWS_BY_NAME
 from tests.chaos.probes import reply_code
-from tests.conftest import wait_until
 from tests.support.daemon import DaemonThread
-from tests.support.redis_proc import RedisProcess
+from tests.support.waiting import wait_until
 
 # --- provoking each limit ----------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from drawstated.config import MAX_CONNECTIONS, MAX_INFLIGHT_BYTES, MAX_INFLIGHT_
 from drawstated.reference.limits import rss_bound_bytes
 from drawstated.server.decoding import MAX_REQUEST_ITEMS
 from tests.chaos.probes import rss_kib
-from tests.conftest import wait_until
+from tests.support.waiting import wait_until
 
 #: The unit's cap (systemd/drawstated.service): the bound must sit well under it.
 MEMORY_MAX = 512 * MIB

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from drawstate import DrawState, MultiDraw, new_operation_id
-from tests.conftest import wait_until
+from tests.support.waiting import wait_until
 
 METADATA = {"user_id": "77", "banner": "summer", "price_paid": "700"}
 

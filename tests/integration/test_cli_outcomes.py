@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from drawstate import MultiDraw
-from tests.conftest import wait_until
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 REFUND_WORKER = REPO / "examples" / "refund_worker.py"

@@ -21,8 +21,8 @@ from redis.crc import key_slot
 from redis.exceptions import AskError
 
 from drawstate import Client, RedisUnavailable
-from tests.conftest import wait_until
-from tests.support.topology import ClusterTopology, TcpRedis
+from testbed.topology import ClusterTopology, TcpRedis
+from tests.support.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The request deadline of the half-migrated slot test: each op must succeed within it.

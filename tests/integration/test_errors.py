@@ -19,7 +19,7 @@ from drawstate import (
     StaleState,
     VersionConflict,
 )
-from tests.conftest import CLUSTER_PREFIX
+from tests.support.shared_redis import CLUSTER_PREFIX
 from tests.support.wire import RawPeer
 
 

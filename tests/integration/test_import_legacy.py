@@ -32,8 +32,8 @@ from drawstated.legacy.importer import (
     Settings,
     reason_of,
 )
-from tests.conftest import CLUSTER_PREFIX, direct_client
-from tests.support.topology import SentinelTopology, free_port
+from testbed.topology import SentinelTopology, free_port
+from tests.support.shared_redis import CLUSTER_PREFIX, direct_client
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "go_engine"

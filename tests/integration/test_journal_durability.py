@@ -19,7 +19,7 @@ import pytest
 
 from drawstated.deferred import JOURNAL_NAME
 from drawstated.server.connection import Connection
-from tests.conftest import wait_until
+from tests.support.waiting import wait_until
 
 Event = tuple[str, str]
 

@@ -26,9 +26,9 @@ from drawstate import (
     VersionConflict,
     new_operation_id,
 )
-from tests.conftest import wait_until
+from testbed.redis_proc import RedisProcess
 from tests.support.daemon import DaemonProcess
-from tests.support.redis_proc import RedisProcess
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 GACHA = REPO / "examples" / "gacha.py"

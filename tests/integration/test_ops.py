@@ -8,7 +8,7 @@ import time
 import pytest
 
 from drawstate import DrawError, Prize
-from tests.conftest import wait_until
+from tests.support.waiting import wait_until
 
 
 def test_ping_reports_redis_up_and_daemon_version(client):

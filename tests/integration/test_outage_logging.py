@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from drawstate import Client, DrawState, DrawStateError, new_operation_id
-from tests.conftest import wait_until
+from testbed.redis_proc import RedisProcess
 from tests.support.daemon import DaemonProcess
-from tests.support.redis_proc import RedisProcess
+from tests.support.waiting import wait_until
 
 CLIENTS = 4
 #: How long Redis stays down while the clients keep sending.

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from drawstate import Client, DrawError, DrawState, InvalidRequest, MultiDraw, OperationClosed, StaleState
-from tests.conftest import wait_until
+from tests.support.waiting import wait_until
 
 METADATA = {"user_id": "1001", "banner": "summer", "price_paid": "1600"}
 

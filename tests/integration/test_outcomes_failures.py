@@ -20,9 +20,9 @@ import redis
 from drawstate import Client, MultiDraw, OperationClosed
 from drawstated.config import Config
 from drawstated.redis.scripts import Script
-from tests.conftest import wait_until
 from tests.support.daemon import DaemonThread
 from tests.support.proxy import TcpProxy
+from tests.support.waiting import wait_until
 
 METADATA = {"user_id": "7", "banner": "winter", "price_paid": "1000"}
 #: Short deadlines, so a sweeper takes over an abandoned refund decision within 2 s (the lease).

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from testbed.redis_proc import RedisProcess
 from tests.support.proxy import TcpProxy
-from tests.support.redis_proc import RedisProcess
 
 #: How long a stalled proxy must hold a reply back for the test to call it held.
 HELD_S = 0.3

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from drawstate import DrawStateError, OperationClosed
-from tests.conftest import wait_until
-from tests.support.redis_proc import RedisProcess
+from testbed.redis_proc import RedisProcess
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from drawstate import Client
-from tests.conftest import wait_until
-from tests.support.topology import SentinelTopology
+from testbed.topology import SentinelTopology
+from tests.support.waiting import wait_until
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLIENTS = 4

@@ -18,9 +18,9 @@ import pytest
 from drawstate import Client, SidecarUnavailable
 from drawstate.paths import SOCKET_ENV, SOCKET_NAME
 from drawstated.server.startup import EXIT_NOT_A_SOCKET, EXIT_UNSAFE_SOCKET_DIR
-from tests.conftest import wait_until
 from tests.support.daemon import DaemonProcess
 from tests.support.serve import one_line, serve_once
+from tests.support.waiting import wait_until
 
 #: An unprivileged uid to own the squatted directory ("nobody" on Debian).
 OTHER_UID = 65534

@@ -23,8 +23,8 @@ import pytest
 
 from drawstate import Client, DrawStateError
 from drawstate.protocol import encode_frame
-from tests.conftest import wait_until
 from tests.support.daemon import DaemonProcess
+from tests.support.waiting import wait_until
 from tests.support.wire import RawPeer
 
 ACTIVATE = (

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.redis_proc import RedisProcess
+from testbed.redis_proc import RedisProcess
 
 PASSWORD = "s3cret-pa55-for-tests"  # a test fixture's own throwaway password
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import redis
 
+from testbed.redis_proc import RedisProcess
 from tests.mutants.catalog import Mutant
-from tests.support.redis_proc import RedisProcess
 
 #: The tree this module is part of: what is copied unless another source is given.
 REPO = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 
 from drawstated.server.embedded import find_redis_server
-from tests.support.redis_proc import wait_answering
+from testbed.redis_proc import wait_answering
 
 #: Starts one server from its argv; the default is a plain Popen with output discarded (it logs to a file).
 Spawn = Callable[[list[str]], "subprocess.Popen[bytes]"]
