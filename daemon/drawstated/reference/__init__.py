@@ -8,7 +8,6 @@ doc differs from what this module makes.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +41,3 @@ def main(root: Path) -> int:
             print(f"rewrote {relative}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()))

@@ -284,7 +284,7 @@ ROWS = (
     ),
     Row(
         "Redis probe of ping and stats",
-        "drawstated.handlers",
+        "drawstated.ops.ping",
         "REDIS_PROBE_S",
         "—",
         'the reply says `redis: "down"`; ping and stats never fail because of Redis.',

@@ -3,7 +3,7 @@
 An asyncio Protocol (not streams): bytes are cut into frames by their length
 prefix and decoded once, within the daemon's decoding limits (decoding.py). A
 connection may have up to max_inflight requests running; at the cap, while the
-client is not reading its replies, or past the in-flight byte budget (budget.py:
+client is not reading its replies, or past the in-flight byte budget (flow.py:
 per connection, and in total), the daemon stops reading from it (pause_reading)
 until there is room again.
 
@@ -46,7 +46,7 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self.partial_timer: asyncio.TimerHandle | None = None
         self.closing = False
-        #: Bytes this connection holds, as charged to the budget (see budget.py).
+        #: Bytes this connection holds, as charged to the budget (see flow.py).
         self.raw_held = 0
         self.requests_held = 0
         self.replies_held = 0

@@ -16,7 +16,7 @@ when it can be found without decoding the rest (RefusedRequest.request_id; skipp
 nothing), so a pipelining client still matches it; else with id nil, like any undecodable frame.
 A state that breaks a DrawState rule within these limits is decoded and refused by its rules.
 
-The cost of a decoded request, charged to the in-flight byte budget (budget.py), is its frame plus
+The cost of a decoded request, charged to the in-flight byte budget (flow.py), is its frame plus
 ITEM_BYTES per item: no shape of msgpack decodes to more than that (tests/unit/test_decoding.py
 measures the worst shapes with tracemalloc).
 """
