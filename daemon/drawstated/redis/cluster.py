@@ -73,6 +73,7 @@ class ClusterRouter:
         """Re-read the slot table (at most one refresh at a time)."""
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+            self._refreshing.add_done_callback(_refresh_done)
         return self._refreshing
 
     async def _refresh(self) -> None:
@@ -211,3 +212,9 @@ class ClusterRouter:
 def _ignore(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()  # ASKING's own reply: read, so it is never "unretrieved"
+
+
+def _refresh_done(task: asyncio.Task[None]) -> None:
+    """A refresh nobody awaits (after MOVED or a lost node) that failed: said once, at WARNING."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("cluster slot table not refreshed", extra={"error": f"{type(error).__name__}: {error}"})

@@ -144,6 +144,7 @@ class AutoPipeline:
     def _open_one(self) -> asyncio.Task[RespConnection]:
         if self._connecting is None:
             self._connecting = asyncio.get_running_loop().create_task(self._open())
+            self._connecting.add_done_callback(_retrieved)
         return self._connecting
 
     async def _open(self) -> RespConnection:
@@ -166,6 +167,10 @@ class AutoPipeline:
     async def _send_when_connected(self, batch: list[_Item]) -> None:
         try:
             conn = await asyncio.shield(self._open_one())
+        except asyncio.CancelledError:  # close(): the daemon is stopping
+            for item in batch:
+                item.future.cancel()
+            raise
         except Exception as exc:  # refused, timed out: every caller retries on its own deadline
             _fail(batch, exc)
             return
@@ -232,3 +237,9 @@ def _fail(batch: list[_Item], exc: BaseException) -> None:
     for item in batch:
         if not item.future.done():
             item.future.set_exception(exc)
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A background connect's failure is read here: its callers get it (or retry), not the log."""
+    if not task.cancelled():
+        task.exception()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from collections import deque
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from drawstated.redis.errors import DemotedReply, parse_error
 
+log = logging.getLogger("drawstated.redis.resp")
 pack_command = hiredis.pack_command
 
 
@@ -108,7 +110,8 @@ class RespConnection(asyncio.Protocol):
         self._last_progress = self._loop.time()
         waiters = self._waiters
         while (reply := self._reader.gets()) is not False:
-            if not waiters:
+            if not waiters:  # out of step with Redis: nothing read from here on can be trusted
+                log.error("redis sent a reply no request was waiting for; dropping the connection")
                 self._fail(InvalidResponse("reply with no request waiting"))
                 return
             waiter = waiters.popleft()

@@ -40,4 +40,3 @@ def main(root: Path) -> int:
             path.write_text(rendered)
             print(f"rewrote {relative}")
     return 0
-
