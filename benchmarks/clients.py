@@ -69,7 +69,7 @@ def describe(shape: Shape) -> str:
     """The shape in words, as the table shows it."""
     if shape.mode == "asyncio":
         client = "1 AsyncClient" if shape.target == "sidecar" else "1 redis.asyncio.Redis"
-        return f"{shape.loop} loop, {client}, {shape.workers} tasks"
+        return f"{shape.loop}: {client}, {shape.workers} tasks"
     if shape.target == "direct":
         return "1 thread, 1 redis.Redis" if shape.workers == 1 else f"{shape.workers} threads, 1 redis.Redis"
     if shape.workers == 1:

@@ -165,6 +165,16 @@ class _AsyncDirect:
         else:
             self.redis = redis.asyncio.Redis.from_url(endpoints.redis_url, socket_timeout=CALL_TIMEOUT_S)
 
+    async def connect(self) -> None:
+        """Learn a cluster's slots before the first concurrent command.
+
+        redis-py's asyncio RedisCluster, first used by many tasks at once, initialises from each
+        of them and breaks a connection mid-command ('NoneType' object has no attribute
+        'writelines'); initialised once beforehand, it does not.
+        """
+        if isinstance(self.redis, redis.asyncio.RedisCluster):
+            await self.redis.initialize()
+
     async def save(self, state: DrawState) -> None:
         key = state_key(self.prefix, state.lock_key, state.operation_id)
         await self.redis.set(key, json.dumps(state.to_dict()), ex=TTL_S)
@@ -213,6 +223,8 @@ def _tasks(shape: Shape, endpoints: Endpoints, streams: list[SaveStream], durati
 
         async def warm_all() -> None:
             async with asyncio.timeout(WARMUP_TIMEOUT_S):
+                if isinstance(client, _AsyncDirect):
+                    await client.connect()
                 await asyncio.gather(*(warm_up(stream) for stream in streams))
 
         try:
