@@ -34,7 +34,7 @@ def _on_sigterm(signum: int, frame: object) -> NoReturn:
 @click.option(
     "--scenarios",
     default=",".join(SCENARIOS),
-    help="Comma-separated: latency, throughput, sizes, mix.",
+    help="Comma-separated: latency, throughput, sizes, mix, clients.",
 )
 @click.option("--rate", type=float, help="latency: saves/s. [default: 1000]")
 @click.option(

@@ -206,7 +206,13 @@ def _mix(section: Mapping[str, Any]) -> list[str]:
     return out + _rss(section)
 
 
-SECTIONS = {"latency": _latency, "throughput": _throughput, "sizes": _sizes, "mix": _mix}
+def _clients(section: Mapping[str, Any]) -> list[str]:
+    from benchmarks.clients import markdown  # imported here: clients.py builds on this module's table
+
+    return markdown(section)
+
+
+SECTIONS = {"latency": _latency, "throughput": _throughput, "sizes": _sizes, "mix": _mix, "clients": _clients}
 
 
 def _topology(meta: Mapping[str, Any]) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from benchmarks import latency, mix, report, sizes, throughput
+from benchmarks import clients, latency, mix, report, sizes, throughput
 from benchmarks.common import Run
 from benchmarks.env import Environment, environment
 from benchmarks.settings import SCENARIOS, Settings
@@ -33,6 +33,7 @@ SCENARIO_RUNNERS: dict[str, Callable[[Run], dict[str, Any]]] = {
     "throughput": throughput.run,
     "sizes": sizes.run,
     "mix": mix.run,
+    "clients": clients.run,
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SCENARIOS = ("latency", "throughput", "sizes", "mix")
+SCENARIOS = ("latency", "throughput", "sizes", "mix", "clients")
 TOPOLOGIES = ("standalone", "cluster")
 
 

@@ -34,8 +34,8 @@ def _refuses(address: str) -> bool:
 @pytest.mark.parametrize("topology", ["standalone", "cluster"])
 def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path, topology):
     out = tmp_path / "bench"
-    command = ["--quick", "--topology", topology, "--scenarios", "latency,throughput", "--duration", "0.5",
-               "--out", str(out)]  # fmt: skip
+    command = ["--quick", "--topology", topology, "--scenarios", "latency,throughput,clients",
+               "--duration", "0.5", "--out", str(out)]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", *command],
         cwd=REPO,
@@ -49,7 +49,7 @@ def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path, t
     data = json.loads((out / "results.json").read_text())
     assert data["meta"]["quick"] is True
     assert data["meta"]["topology"] == topology
-    assert set(data["scenarios"]) == {"latency", "throughput"}
+    assert set(data["scenarios"]) == {"latency", "throughput", "clients"}
 
     latency = data["scenarios"]["latency"]
     for target in ("sidecar", "direct"):
@@ -70,6 +70,15 @@ def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path, t
         assert level["direct"]["ops_per_s"] > 0
         assert level["ratio"] > 0
 
+    # One process's threads, shared pool, own Clients and asyncio tasks all saved, beside direct.
+    rows = {row["key"]: row for row in data["scenarios"]["clients"]["rows"]}
+    assert {"thread", "threads-shared", "threads-own", "uvloop-16", "direct-threads"} <= set(rows)
+    for row in rows.values():
+        assert row["ops_per_s"] > 0, row["label"]
+        assert row["errors"] == 0, row["label"]
+        assert row["target"] == "direct" or row["ratio"] > 0
+    assert rows["threads-shared"]["daemon_cpu_s_per_1k_ops"] is not None
+
     if topology == "cluster":
         cluster = data["meta"]["redis"]
         assert (cluster["masters"], cluster["replicas"], cluster["masters_changed"]) == (3, 3, False)
@@ -86,6 +95,7 @@ def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path, t
     assert f"Topology: **{topology}**" in markdown
     assert "## latency" in markdown
     assert "## throughput" in markdown
+    assert "## clients" in markdown
     assert (out / "results.png").stat().st_size > 0
 
     # Progress went to stderr, and the daemon it named is gone with its temp dir.
