@@ -16,25 +16,19 @@ replicas, which apply every write the masters propagate, are summed apart
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
-from benchmarks.pool import prctl
+from drawstated.server.embedded import die_with_parent
 from testbed.topology import ClusterTopology, TcpRedis
 
 MASTERS = 3
 REPLICAS_PER_MASTER = 1
-_PR_SET_PDEATHSIG = 1
 #: Redis's default; the tests' 1000 ms would let a CPU-starved node be failed over mid-run.
 NODE_TIMEOUT_MS = 15000
-
-
-def _die_with_parent() -> None:
-    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _spawn(command: list[str]) -> subprocess.Popen[bytes]:
@@ -44,7 +38,7 @@ def _spawn(command: list[str]) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,  # each node logs to the file its config names
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # no SIGINT from the terminal: the harness stops it
-        preexec_fn=_die_with_parent,  # noqa: PLW1509  # prctl only; no locks taken
+        preexec_fn=die_with_parent,  # noqa: PLW1509  # prctl only; no locks taken
     )
 
 

