@@ -9,6 +9,7 @@ An optional `retry` policy resends retryable failures too. For asyncio, see draw
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -42,6 +43,8 @@ DEFAULT_TIMEOUT_S = 1.0
 #: Connections one Client opens at most: as many calls run at once, from as many threads.
 DEFAULT_POOL_SIZE = 8
 
+log = logging.getLogger("drawstate.client")
+
 
 class Client:
     """Blocking, thread-safe client of the local daemon.
@@ -68,8 +71,7 @@ class Client:
         limits: Limits = DEFAULT_LIMITS,
         max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
-        if not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        timeout = ops.checked_timeout(timeout)
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size!r}")
         explicit = socket_path or os.environ.get(SOCKET_ENV)
@@ -350,6 +352,8 @@ class Client:
     # --- plumbing ----------------------------------------------------------------------
 
     def _call(self, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        if timeout is not None:
+            timeout = ops.checked_timeout(timeout, "the call's timeout")
         if self.retry is None:
             return self._call_once(request, timeout)
         return resend(self.retry, f"{request['op']} request", lambda: self._call_once(request, timeout))
@@ -382,6 +386,7 @@ class Client:
                 raise SidecarTimeout(
                     f"connection to {self.socket_path} lost before the reply: {exc}"
                 ) from exc
+            log.debug("resending %s on a new connection: the pooled one broke (%s)", request.get("op"), exc)
             try:
                 connection = self._open(deadline)
             except SidecarUnavailable as unavailable:

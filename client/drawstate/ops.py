@@ -7,6 +7,7 @@ resend of that call (a reconnect, a retry) carries the same one.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +29,19 @@ from drawstate.results import (
 )
 
 Request = dict[str, Any]
+#: The longest timeout a call may take: past this, the clocks and socket calls under it overflow.
+MAX_TIMEOUT_S = 86_400.0
+
+
+def checked_timeout(timeout: float, what: str = "timeout") -> float:
+    """A timeout a caller gave, in seconds: finite, positive and at most a day; else ValueError."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout):
+        raise ValueError(f"{what} must be a finite number of seconds, got {timeout!r}")
+    if not 0 < timeout <= MAX_TIMEOUT_S:
+        raise ValueError(f"{what} must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, got {timeout!r}")
+    return float(timeout)
+
+
 Reply = dict[str, Any]
 
 

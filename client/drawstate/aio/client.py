@@ -10,6 +10,7 @@ Works on asyncio's own loop and on uvloop's.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -38,6 +39,8 @@ from drawstate.results import (
     Stats,
 )
 
+log = logging.getLogger("drawstate.aio")
+
 
 class AsyncClient:
     """asyncio client of the local daemon; safe to share between the tasks of one event loop.
@@ -62,8 +65,7 @@ class AsyncClient:
         limits: Limits = DEFAULT_LIMITS,
         max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
-        if not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        timeout = ops.checked_timeout(timeout)
         explicit = socket_path or os.environ.get(SOCKET_ENV)
         self.socket_path = str(explicit or implicit_socket_path())
         self._default_dir = None if explicit else Path(self.socket_path).parent
@@ -270,6 +272,8 @@ class AsyncClient:
     # --- plumbing ----------------------------------------------------------------------
 
     async def _call(self, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        if timeout is not None:
+            timeout = ops.checked_timeout(timeout, "the call's timeout")
         if self.retry is None:
             return await self._call_once(request, timeout)
         return await aresend(
@@ -303,6 +307,7 @@ class AsyncClient:
                     f"connection to {self.socket_path} lost before the reply: {exc}"
                 ) from exc
         # The connection was an old one the daemon closed (a restart): once more on a new one.
+        log.debug("resending %s on a new connection: the old one broke", request.get("op"))
         try:
             connection, _ = await self._connected(deadline)
         except SidecarUnavailable as unavailable:
