@@ -2,6 +2,8 @@
 
 Nil too for an operation past its lifetime (before any sweep records its expiry) and for one this
 daemon holds a deferred rollback of, even when the rollback is applied while the read is in flight.
+On one server either form is one Redis round trip; only when the newest stored operation is past
+its lifetime or held here does the daemon walk the others, a page of states at a time.
 """
 
 from __future__ import annotations

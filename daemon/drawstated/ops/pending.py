@@ -1,7 +1,9 @@
 """The `pending` op: live operations of one lock key, or of every lock key, a page at a time.
 
 One lock key walks its index (ordered by operation id; the cursor is the last
-id looked at). Every lock key walks SCAN with a match pattern, never
+id looked at): on one server a page of up to READ_CHUNK items is one Redis
+round trip (page.lua), on Cluster two or more (Store.pending_for_lock). Every
+lock key walks SCAN with a match pattern, never
 KEYS, on every master of a Cluster in turn; its opaque cursor is
 "<node>.<scan cursor>:<keys of that step already returned>", so a page can end
 in the middle of a SCAN step without losing the rest.

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 #: Every script the daemon runs (libraries, only included, are not listed).
-SCRIPT_NAMES = ("save", "close", "settle", "outbox", "published", "expire", "trim", "prune")
+SCRIPT_NAMES = ("save", "close", "settle", "outbox", "published", "expire", "trim", "prune", "newest", "page")
 _INCLUDE_RE = re.compile(r"^--- @include (\w+)$", re.MULTILINE)
 
 

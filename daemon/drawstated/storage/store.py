@@ -4,6 +4,8 @@ Scripts return plain arrays; this module turns them into values or RequestErrors
 module knows a script's reply layout. Each operation's keys share one Cluster slot (keys.py);
 where the outcome stream shares the node too (one server, Sentinel), the scripts that end an
 operation write its outcome event themselves, else the daemon writes it after them (outbox).
+There too, reading a lock key's newest operation or a page of its operations is one script
+(newest.lua, page.lua); on Cluster it is one command per key (see `load`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from drawstated.redis.retry import RetryPolicy
 
 #: Index members whose state keys are read per round trip by load and pending.
 READ_CHUNK = 16
+#: Index members newest.lua or page.lua looks at per call, those it drops as gone included: bounds
+#: one script's run when a lock key's index holds many members whose states have expired.
+SCRIPT_LOOK_MAX = 256
 #: SCAN COUNT hint per round trip when walking every key of a kind.
 SCAN_COUNT = 500
 #: Bytes read from the end of a state by the sweeper: enough for its version, token and expiry.
@@ -53,6 +58,9 @@ class SaveRequest:
     completed_count: int
     ttl_ms: int
     wait: Wait | None
+    #: The state's `_digest` (codec.py), and the stored one it extends ("" when unknown).
+    digest: str
+    expect_digest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,9 @@ class Store:
         self.prefix = config.prefix
         #: Whether the outcome stream shares a node with every operation (not on Cluster).
         self.events_inline = not config.redis_cluster
+        #: Whether a script may read keys it does not declare (one server or Sentinel's master):
+        #: then load newest and a page of one lock key are one script each (see `load`).
+        self.reads_inline = not config.redis_cluster
         self.tomb_ttl_ms = config.ttl_s * 1000
         self.grace_ms = config.expire_grace_s * 1000
         self.lease_ms = config.outcome_lease_ms
@@ -143,6 +154,8 @@ class Store:
                 self.grace_ms,
                 self.tomb_ttl_ms,
                 self.lease_ms,
+                save.digest,
+                save.expect_digest,
             ),
         )
 
@@ -197,22 +210,36 @@ class Store:
     ) -> tuple[str, bytes] | None:
         """(operation_id, raw JSON) of the requested or newest operation stored, or None.
 
-        Without an id: the index newest first, then the state keys by name. Every
-        key is named in its own command, never read from inside a script: while
-        Cluster migrates the lock key's slot, a script's undeclared reads would
-        miss keys already moved, where a command is redirected to them (ASK).
+        By id: one GET. The newest, on one server: one newest.lua, which walks the index newest
+        first and reads the state keys itself. On Cluster every key is named in its own command
+        instead (the index newest first, then the state keys a chunk at a time), never read from
+        inside a script: while Cluster migrates the lock key's slot, a script's undeclared reads
+        would miss keys already moved, where a command is redirected to them (ASK).
         The caller judges logical expiry (codec.decode_stored).
         """
         p = self.prefix
         if operation_id is not None:
             raw = await self.commands.run(deadline, "GET", keys.state_key(p, lock_key, operation_id))
             return None if raw is None else (operation_id, raw)
+        if self.reads_inline:
+            return await self._newest_by_script(lock_key, deadline)
         members = await self.commands.run(deadline, "ZREVRANGE", keys.index_key(p, lock_key), 0, -1)
         for start in range(0, len(members), READ_CHUNK):
             found = await self._states(lock_key, members[start : start + READ_CHUNK], deadline)
             if found:
                 return found[0]
         return None
+
+    async def _newest_by_script(self, lock_key: str, deadline: float) -> tuple[str, bytes] | None:
+        index, base = keys.index_key(self.prefix, lock_key), keys.state_key_base(self.prefix, lock_key)
+        while True:
+            reply = await self.commands.script("newest", deadline, [index], [base, SCRIPT_LOOK_MAX])
+            status = reply[0]
+            if status == b"found":
+                return reply[1].decode(), reply[2]
+            if status == b"none":
+                return None
+            assert status == b"more", reply  # every member looked at was gone, and is dropped now
 
     async def _states(self, lock_key: str, members: list[bytes], deadline: float) -> list[tuple[str, bytes]]:
         """(operation_id, raw JSON) of the members whose state still exists; the rest are pruned."""
@@ -232,7 +259,27 @@ class Store:
     async def pending_for_lock(
         self, lock_key: str, after: str, limit: int, deadline: float
     ) -> tuple[list[tuple[str, bytes]], str | None]:
-        """A page of (operation_id, raw JSON) of one lock key, by operation id; next `after`."""
+        """A page of (operation_id, raw JSON) of one lock key, by operation id; the next `after`.
+
+        On one server one page.lua, with at most READ_CHUNK states (fewer than `limit` when it
+        looked at SCRIPT_LOOK_MAX members first); on Cluster a ZRANGE, then READ_CHUNK GETs per
+        round trip (see `load`). The next `after` is None when the lock key has no more.
+        """
+        if self.reads_inline:
+            reply = await self.commands.script(
+                "page",
+                deadline,
+                [keys.index_key(self.prefix, lock_key)],
+                [
+                    keys.state_key_base(self.prefix, lock_key),
+                    after,
+                    max(1, min(limit, READ_CHUNK)),
+                    SCRIPT_LOOK_MAX,
+                ],
+            )
+            flat = reply[1:]
+            states = [(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
+            return states, reply[0].decode() or None
         members = await self.commands.run(deadline, "ZRANGE", keys.index_key(self.prefix, lock_key), 0, -1)
         candidates = sorted(member for member in members if member.decode() > after)
         items: list[tuple[str, bytes]] = []
