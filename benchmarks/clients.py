@@ -13,7 +13,8 @@ other scenarios (workloads.py):
 
 Reported per shape: saves/s, the ratio to the same target's single thread, the
 ratio sidecar/direct against its direct counterpart (as throughput.py states
-it), closed-loop p50/p99, and CPU per op of the daemon, Redis and the process.
+it), closed-loop p50/p99, CPU per op of the daemon, Redis and the process, and
+their total per save (the host's CPU, set against its direct counterpart's).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def _window(ctx: Run, pool: WorkerPool, usage: measure.Usage, shape: Shape) -> d
     latencies = reply["ops"]["save"]
     ops, elapsed = len(latencies), reply["elapsed_s"]
     per_1k = measure.cpu_per_1k_ops(cpu, ops)
-    return {
+    row = {
         **asdict(shape),
         "label": describe(shape),
         "ops": ops,
@@ -109,6 +110,8 @@ def _window(ctx: Run, pool: WorkerPool, usage: measure.Usage, shape: Shape) -> d
         "replicas_cpu_s_per_1k_ops": per_1k.get("replicas"),
         "client_cpu_us_per_op": round(reply["client_cpu_s"] / ops * 1e6, 1) if ops else None,
     }
+    row["host_cpu_us_per_op"] = measure.host_cpu_parts(row, shape.target)
+    return row
 
 
 def run(ctx: Run) -> dict[str, Any]:
@@ -130,6 +133,10 @@ def run(ctx: Run) -> dict[str, Any]:
         row["vs_one_thread"] = measure.ratio(row["ops_per_s"], single["ops_per_s"])
         baseline = by_key.get(row["baseline"] or "")
         row["ratio"] = measure.ratio(row["ops_per_s"], baseline["ops_per_s"]) if baseline else None
+        host, base_host = row["host_cpu_us_per_op"], baseline and baseline["host_cpu_us_per_op"]
+        row["host_cpu_ratio"] = (
+            measure.ratio(host["total"], base_host["total"]) if host and base_host else None
+        )
     return {
         "duration_s": row_seconds(ctx.settings),
         "rows": rows,
@@ -160,6 +167,7 @@ def markdown(section: Mapping[str, Any]) -> list[str]:
         ("daemon CPU s/1k ops", lambda r: fmt(r["daemon_cpu_s_per_1k_ops"], 3)),
         ("redis CPU s/1k ops", lambda r: fmt(r["redis_cpu_s_per_1k_ops"], 3)),
         ("client CPU µs/op", lambda r: fmt(r["client_cpu_us_per_op"])),
+        ("host CPU µs/save", lambda r: fmt(r["host_cpu_us_per_op"] and r["host_cpu_us_per_op"]["total"])),
         ("errors", lambda r: r["errors"]),
         ("other load (cores)", lambda r: fmt(r["other_load_cores"], 2)),
     ]

@@ -196,3 +196,36 @@ def cpu_per_1k_ops(cpu: Mapping[str, float], ops: int) -> dict[str, float | None
         for name, seconds in cpu.items()
         if name in ("daemon", "redis", "replicas")
     }
+
+
+#: The processes whose CPU a save costs the host, per target: the sidecar's client, daemon and
+#: Redis; direct's redis-py client and Redis. On a cluster, the replicas are added to both.
+HOST_PARTS = {"sidecar": ("client", "daemon", "redis", "replicas"), "direct": ("client", "redis", "replicas")}
+
+
+def host_cpu_parts(window: Mapping[str, Any], target: str) -> dict[str, float] | None:
+    """µs of CPU per op of each process a save runs through, and their `total`.
+
+    From one closed-loop window's own figures (client CPU per op, the others per 1000 ops).
+    None when the client's or Redis's CPU is unknown (a given Redis without its pid), or the
+    sidecar's daemon's: a total missing a part would read as a saving.
+    """
+    per_op = {
+        "client": window.get("client_cpu_us_per_op"),
+        "daemon": _us_per_op(window.get("daemon_cpu_s_per_1k_ops")),
+        "redis": _us_per_op(window.get("redis_cpu_s_per_1k_ops")),
+        "replicas": _us_per_op(window.get("replicas_cpu_s_per_1k_ops")),
+    }
+    parts: dict[str, float] = {}
+    for name in HOST_PARTS[target]:
+        value = per_op[name]
+        if value is None and name != "replicas":
+            return None
+        if value is not None:
+            parts[name] = round(value, 1)
+    parts["total"] = round(sum(parts.values()), 1)
+    return parts
+
+
+def _us_per_op(seconds_per_1k: float | None) -> float | None:
+    return None if seconds_per_1k is None else seconds_per_1k * 1000

@@ -1,7 +1,9 @@
-"""results.png: latency percentiles sidecar vs direct, throughput vs concurrency, latency vs state size.
+"""results.png: latency percentiles sidecar vs direct, throughput vs concurrency, latency vs state size,
+and the total host CPU per save (client + daemon + Redis against redis-py client + Redis).
 
 matplotlib with the Agg backend (no display needed); a panel is drawn only for
-a scenario that ran, and a run with none of them draws a note instead.
+a scenario that ran (the host CPU panel for throughput or clients), and a run
+with none of them draws a note instead.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import host_cpu_rows
+
 PCTS = ("p50", "p90", "p99", "p99.9")
 COLORS = {"sidecar": "tab:orange", "direct": "tab:blue"}
+#: Host CPU panel: each process's share of a bar, bottom to top, and its shade.
+HOST_SHARES = (("client", 1.0), ("daemon", 0.7), ("redis", 0.45), ("replicas", 0.25))
 
 
 def write_png(path: Path, results: Mapping[str, Any]) -> None:
@@ -22,12 +28,14 @@ def write_png(path: Path, results: Mapping[str, Any]) -> None:
 
     scenarios = results["scenarios"]
     panels = [name for name in ("latency", "throughput", "sizes") if name in scenarios]
+    if host_cpu_rows(scenarios):
+        panels.append("host_cpu")
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.5 * max(1, len(panels)), 4.5), squeeze=False)
     if not panels:
         axes[0][0].text(0.5, 0.5, "no latency, throughput or sizes results", ha="center", va="center")
         axes[0][0].axis("off")
     for ax, name in zip(axes[0], panels, strict=False):
-        DRAW[name](ax, scenarios[name])
+        DRAW[name](ax, scenarios if name == "host_cpu" else scenarios[name])
     meta = results["meta"]
     title = f"drawstate sidecar vs direct redis-py, {meta.get('topology', 'standalone')} Redis"
     fig.suptitle(f"{title} — {meta['started_at']}", fontsize=10)
@@ -80,4 +88,26 @@ def _sizes(ax: Any, section: Mapping[str, Any]) -> None:
     ax.legend(fontsize=8)
 
 
-DRAW = {"latency": _latency, "throughput": _throughput, "sizes": _sizes}
+def _host_cpu(ax: Any, scenarios: Mapping[str, Any]) -> None:
+    """Stacked bars of µs of CPU per save, sidecar beside direct, per throughput level and clients shape."""
+    rows = host_cpu_rows(scenarios)
+    width = 0.38
+    for offset, target in ((-width / 2, "sidecar"), (width / 2, "direct")):
+        xs = [x + offset for x in range(len(rows))]
+        bottoms = [0.0] * len(rows)
+        for share, alpha in HOST_SHARES:
+            heights = [(row[target] or {}).get(share, 0.0) for row in rows]
+            if not any(heights):
+                continue
+            label = f"{target}: {share}"
+            ax.bar(xs, heights, width, bottom=bottoms, color=COLORS[target], alpha=alpha, label=label)
+            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+        for x, total in zip(xs, bottoms, strict=True):
+            ax.text(x, total, f"{total:.0f}", ha="center", va="bottom", fontsize=6)
+    ax.set_xticks(list(range(len(rows))), [row["short"] for row in rows], rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("host CPU per save (µs)")
+    ax.set_title("total host CPU per save")
+    ax.legend(fontsize=6)
+
+
+DRAW = {"latency": _latency, "throughput": _throughput, "sizes": _sizes, "host_cpu": _host_cpu}

@@ -2,7 +2,8 @@
 
 The plot lives in plot.py. Latencies are microseconds; "added" is sidecar minus
 direct at the same percentile; CPU is seconds per 1000 operations, RSS the
-largest sample over the scenario.
+largest sample over the scenario; "host CPU" is µs per save summed over every
+process a save runs through (measure.host_cpu_parts).
 """
 
 from __future__ import annotations
@@ -135,6 +136,10 @@ def _throughput(section: Mapping[str, Any]) -> list[str]:
         ("daemon CPU s/1k ops", lambda r: fmt(r["sidecar"]["daemon_cpu_s_per_1k_ops"], 3)),
         ("redis CPU s/1k ops (sidecar / direct)", _pair("redis_cpu_s_per_1k_ops")),
         ("client CPU µs/op (sidecar / direct)", _pair("client_cpu_us_per_op", 0)),
+        (
+            "host CPU µs/save (sidecar / direct)",
+            lambda r: f"{_host_total(r['sidecar'])} / {_host_total(r['direct'])}",
+        ),
         ("daemon RSS MB", lambda r: fmt(r["daemon_rss_max_mb"], 1)),
         ("errors", lambda r: r["sidecar"]["errors"] + r["direct"]["errors"]),
         ("other load (cores)", _pair("other_load_cores", 2)),
@@ -206,6 +211,77 @@ def _mix(section: Mapping[str, Any]) -> list[str]:
     return out + _rss(section)
 
 
+def _host_total(window: Mapping[str, Any]) -> str:
+    parts = window.get("host_cpu_us_per_op")
+    return fmt(parts and parts["total"])
+
+
+def _host_redis(parts: Mapping[str, float] | None) -> str:
+    """Redis's share, with the replicas' added as `+ N` on a cluster."""
+    if parts is None:
+        return "—"
+    replicas = parts.get("replicas")
+    return fmt(parts["redis"]) + ("" if replicas is None else f" + {fmt(replicas)}")
+
+
+def host_cpu_rows(scenarios: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Total host CPU per save, sidecar beside direct: each throughput level, each clients shape."""
+    rows = []
+    for level in scenarios.get("throughput", {}).get("levels", ()):
+        rows.append(
+            {
+                "where": f"throughput, {level['processes']} processes",
+                "short": f"{level['processes']} proc",
+                "sidecar": level["sidecar"]["host_cpu_us_per_op"],
+                "direct": level["direct"]["host_cpu_us_per_op"],
+                "ratio": level["host_cpu_ratio"],
+            }
+        )
+    by_key = {row["key"]: row for row in scenarios.get("clients", {}).get("rows", ())}
+    for row in by_key.values():
+        if row["target"] == "sidecar" and row["baseline"] in by_key:
+            rows.append(
+                {
+                    "where": f"clients, {row['label']}",
+                    "short": row["key"],
+                    "sidecar": row["host_cpu_us_per_op"],
+                    "direct": by_key[row["baseline"]]["host_cpu_us_per_op"],
+                    "ratio": row["host_cpu_ratio"],
+                }
+            )
+    return rows
+
+
+def _host_cpu(scenarios: Mapping[str, Any]) -> list[str]:
+    rows = host_cpu_rows(scenarios)
+    if not rows:
+        return []
+    out = [
+        "## total host CPU per save — what a game host pays",
+        "",
+        "µs of CPU per save on the host, from the same closed-loop windows as the tables above: sidecar = "
+        "client + daemon + Redis, direct = redis-py client + Redis (on a cluster, Redis is the masters + "
+        "the replicas). The clients rows set each shape beside its direct counterpart.",
+        "",
+    ]
+
+    def part(target: str, name: str) -> Callable[[Any], str]:
+        return lambda r: fmt(r[target] and r[target].get(name))
+
+    columns: list[Column] = [
+        ("where", lambda r: r["where"]),
+        ("sidecar client", part("sidecar", "client")),
+        ("daemon", part("sidecar", "daemon")),
+        ("Redis", lambda r: _host_redis(r["sidecar"])),
+        ("**sidecar total**", lambda r: f"**{fmt(r['sidecar'] and r['sidecar']['total'])}**"),
+        ("direct client", part("direct", "client")),
+        ("Redis", lambda r: _host_redis(r["direct"])),
+        ("**direct total**", lambda r: f"**{fmt(r['direct'] and r['direct']['total'])}**"),
+        ("sidecar/direct", lambda r: fmt(r["ratio"], 2)),
+    ]
+    return out + table(columns, rows)
+
+
 def _clients(section: Mapping[str, Any]) -> list[str]:
     from benchmarks.clients import markdown  # imported here: clients.py builds on this module's table
 
@@ -254,6 +330,7 @@ def markdown(results: Mapping[str, Any]) -> str:
     ]
     for name, section in results["scenarios"].items():
         lines += SECTIONS[name](section)
+    lines += _host_cpu(results["scenarios"])
     return "\n".join(lines)
 
 

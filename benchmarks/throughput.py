@@ -3,7 +3,8 @@
 Each process count gets its own freshly forked clients (each with its own
 Client and its own redis-py connection); both targets run `duration` seconds
 on them, the order flipping from one count to the next so neither always goes
-first. Reports ops/s, the latency the closed loop saw, and the ratio sidecar/direct.
+first. Reports ops/s, the latency the closed loop saw, the ratio sidecar/direct, and what a save
+costs the host in CPU: client + daemon + Redis against redis-py client + Redis.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def run(ctx: Run) -> dict[str, Any]:
                     )
                     window.pop("per_op_us")
                     window.pop("multidraws")
+                    window["host_cpu_us_per_op"] = measure.host_cpu_parts(window, name)
                     level[name] = window
                     lat = window["latency_us"]
                     ctx.progress(
@@ -40,8 +42,15 @@ def run(ctx: Run) -> dict[str, Any]:
                     )
             rss = usage.rss_mb()
         level["ratio"] = measure.ratio(level["sidecar"]["ops_per_s"], level["direct"]["ops_per_s"])
+        level["host_cpu_ratio"] = _host_ratio(level["sidecar"], level["direct"])
         level["daemon_rss_max_mb"] = rss.get("daemon")
         level["redis_rss_max_mb"] = rss.get("redis")
         level["replicas_rss_max_mb"] = rss.get("replicas")
         levels.append(level)
     return {"duration_s": settings.duration, "levels": levels}
+
+
+def _host_ratio(sidecar: dict[str, Any], direct: dict[str, Any]) -> float | None:
+    """Total host CPU per save, sidecar over direct (None when either total is unknown)."""
+    a, b = sidecar["host_cpu_us_per_op"], direct["host_cpu_us_per_op"]
+    return None if a is None or b is None else measure.ratio(a["total"], b["total"])

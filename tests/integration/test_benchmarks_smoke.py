@@ -69,6 +69,13 @@ def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path, t
         assert level["sidecar"]["ops_per_s"] > 0
         assert level["direct"]["ops_per_s"] > 0
         assert level["ratio"] > 0
+        # What a save costs the host: client + daemon + Redis, against redis-py client + Redis.
+        sidecar, direct = level["sidecar"]["host_cpu_us_per_op"], level["direct"]["host_cpu_us_per_op"]
+        assert {"client", "daemon", "redis"} <= set(sidecar) and "daemon" not in direct
+        for parts in (sidecar, direct):
+            assert parts["total"] > 0
+            assert parts["total"] == pytest.approx(sum(v for k, v in parts.items() if k != "total"), abs=0.2)
+        assert level["host_cpu_ratio"] == pytest.approx(sidecar["total"] / direct["total"], rel=0.01)
 
     # One process's threads, shared pool, own Clients and asyncio tasks all saved, beside direct.
     rows = {row["key"]: row for row in data["scenarios"]["clients"]["rows"]}
@@ -78,6 +85,9 @@ def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path, t
         assert row["errors"] == 0, row["label"]
         assert row["target"] == "direct" or row["ratio"] > 0
     assert rows["threads-shared"]["daemon_cpu_s_per_1k_ops"] is not None
+    assert rows["threads-shared"]["host_cpu_us_per_op"]["total"] > 0
+    assert rows["direct-threads"]["host_cpu_us_per_op"]["total"] > 0
+    assert all(row["host_cpu_ratio"] > 0 for row in rows.values() if row["target"] == "sidecar")
 
     if topology == "cluster":
         cluster = data["meta"]["redis"]
@@ -96,6 +106,8 @@ def test_quick_benchmark_writes_results_and_leaves_no_process_behind(tmp_path, t
     assert "## latency" in markdown
     assert "## throughput" in markdown
     assert "## clients" in markdown
+    assert "## total host CPU per save" in markdown
+    assert "| throughput, 8 processes |" in markdown
     assert (out / "results.png").stat().st_size > 0
 
     # Progress went to stderr, and the daemon it named is gone with its temp dir.
