@@ -244,6 +244,7 @@ class Client:
         since: int | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        newest: bool = False,
         timeout: float | None = None,
     ) -> AuditPage:
         """One page of the outcome stream as history, oldest first (nothing is acknowledged).
@@ -253,9 +254,11 @@ class Client:
             since: Unix seconds: events from then on (ignored with `cursor`).
             limit: At most this many (1-1000, default 100).
             cursor: The previous page's `cursor`, to go on.
+            newest: The newest `limit` events instead (like `tail -n`); the page's `cursor` is
+                then where to follow from. Takes neither `since` nor `cursor`.
             timeout: Seconds for this call, instead of the client's.
         """
-        return ops.read_audit(self._call(ops.audit(lock_key, since, limit, cursor), timeout))
+        return ops.read_audit(self._call(ops.audit(lock_key, since, limit, cursor, newest), timeout))
 
     def iter_audit(
         self, lock_key: str | None = None, *, since: int | None = None, limit: int = 100

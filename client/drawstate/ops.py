@@ -160,8 +160,13 @@ def read_stats(reply: Reply) -> Stats:
     return Stats.from_wire(reply)
 
 
-def audit(lock_key: str | None, since: int | None, limit: int | None, cursor: str | None) -> Request:
-    return _fields({"op": "audit"}, lock_key=lock_key, since=since, limit=limit, cursor=cursor)
+def audit(
+    lock_key: str | None, since: int | None, limit: int | None, cursor: str | None, newest: bool = False
+) -> Request:
+    request = _fields({"op": "audit"}, lock_key=lock_key, since=since, limit=limit, cursor=cursor)
+    if newest:
+        request["newest"] = True
+    return request
 
 
 def read_audit(reply: Reply) -> AuditPage:

@@ -84,21 +84,23 @@ def test_recover_rolls_back_what_was_abandoned_and_leaves_the_refund_to_the_stre
     assert again.returncode == 1 and "nothing abandoned" in again.stdout
 
 
-def test_audit_limit_stops_after_that_many_and_follow_prints_new_events_as_they_come(daemon, client):
+def test_audit_limit_shows_the_newest_and_follow_then_prints_new_events_as_they_come(daemon, client):
+    ended = []
     for i in range(5):
         draw = MultiDraw.start(client, f"cli:audit:{i}", 1, metadata=METADATA)
         draw.record(i)
         draw.complete()
+        ended.append(draw.operation_id)
     sock = daemon.config.socket_path
-    limited = _cli(sock, "audit", "--limit", "2", "--json")
-    assert [event["event"] for event in json.loads(limited.stdout)] == ["complete", "complete"]
+    limited = json.loads(_cli(sock, "audit", "--limit", "2", "--json").stdout)
+    assert [event["operation_id"] for event in limited] == ended[-2:]  # like tail -n 2
+    first = json.loads(_cli(sock, "audit", "--since", "0", "--limit", "2", "--json").stdout)
+    assert [event["operation_id"] for event in first] == ended[:2]  # from --since on
 
-    follower = _running(sock, "audit", "--follow", "--json")
+    follower = _running(sock, "audit", "--limit", "1", "--follow", "--json")
     try:
-        lines: list[str] = []
         assert follower.stdout is not None
-        for _ in range(5):  # the history first
-            lines.append(follower.stdout.readline())
+        assert json.loads(follower.stdout.readline())["operation_id"] == ended[-1]  # the newest first
         later = MultiDraw.start(client, "cli:audit:later", 1, metadata=METADATA)
         later.record(9)
         later.complete()
@@ -136,9 +138,21 @@ def test_every_command_speaks_json(daemon, client):
     assert len(json.loads(_cli(sock, "pending", "--json").stdout)) == 1
     assert json.loads(_cli(sock, "recover", "--older-than", "1m", "--json").stdout)[0]["action"] == "report"
     state = next(iter(client.iter_pending()))
-    assert json.loads(_cli(sock, "load", state.lock_key, state.operation_id).stdout)["version"] == 1
+    loaded = _cli(sock, "load", state.lock_key, state.operation_id, "--json").stdout
+    assert loaded.count("\n") == 1 and json.loads(loaded)["version"] == 1  # one line
     rolled = json.loads(
-        _cli(sock, "rollback", state.lock_key, state.operation_id, "--refund-by", "stream").stdout
+        _cli(sock, "rollback", state.lock_key, state.operation_id, "--refund-by", "stream", "--json").stdout
     )
     assert (rolled["final"], rolled["existed"]) == (False, True)  # the stream pays, not this operator
     assert json.loads(_cli(sock, "audit", "--json").stdout)[0]["refunded_by_caller"] is False
+
+
+def test_every_command_but_serve_takes_json():
+    from drawstated.cli import main  # the daemon's command group, as installed
+
+    missing = [
+        name
+        for name, command in main.commands.items()
+        if name != "serve" and "as_json" not in {param.name for param in command.params}
+    ]
+    assert not missing  # serve is the daemon itself: its logs take --log-format json

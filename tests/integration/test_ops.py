@@ -189,3 +189,23 @@ def test_audit_op_reads_events_oldest_first_filtered_and_paged(client, new_state
     only = [event.to_dict() for event in client.iter_audit("audit:1")]
     assert [e["operation_id"] for e in only] == [states[1].operation_id, states[3].operation_id]
     assert client.audit(since=int(time.time()) + 60).items == []
+
+
+def test_audit_newest_reads_the_last_events_oldest_first_and_its_cursor_follows_what_comes_next(
+    client, new_state
+):
+    assert client.audit(newest=True).items == [] and client.audit(newest=True).cursor is None
+    states = [new_state(lock_key=f"tail:{i % 2}", completed_count=1, results=[i]) for i in range(7)]
+    for state in states:
+        client.save(state)
+        client.complete(state.lock_key, state.operation_id)
+    last = client.audit(newest=True, limit=3)
+    assert [e.operation_id for e in last.items] == [s.operation_id for s in states[4:]]
+    assert last.cursor == last.items[-1].id  # the stream's newest id
+    mine = client.audit("tail:0", newest=True, limit=2)
+    assert [e.operation_id for e in mine.items] == [states[4].operation_id, states[6].operation_id]
+    later = new_state(lock_key="tail:1", completed_count=1, results=[9])
+    client.save(later)
+    client.complete(later.lock_key, later.operation_id)
+    followed = client.audit(cursor=last.cursor)
+    assert [e.operation_id for e in followed.items] == [later.operation_id]

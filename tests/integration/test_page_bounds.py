@@ -200,6 +200,13 @@ def test_an_audit_cursor_that_is_no_stream_id_is_invalid_request(raw_peer, curso
         assert _code(raw_peer, {**request, "cursor": cursor}) == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    "extra", [{"since": 0}, {"cursor": "1-0"}, {"newest": 1}, {"newest": "yes"}], ids=repr
+)
+def test_audit_newest_takes_neither_since_nor_cursor_and_is_a_boolean(raw_peer, extra):
+    assert _code(raw_peer, {"op": "audit", "newest": True, **extra}) == "invalid_request"
+
+
 def test_the_largest_stream_id_as_a_cursor_is_the_end_of_the_stream(raw_peer):
     reply = raw_peer.request({"id": 1, "op": "audit", "cursor": "18446744073709551615-18446744073709551614"})
     assert reply["ok"] is True and reply["items"] == [] and reply["cursor"] is None

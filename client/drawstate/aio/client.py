@@ -188,10 +188,11 @@ class AsyncClient:
         since: int | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        newest: bool = False,
         timeout: float | None = None,
     ) -> AuditPage:
         """One page of the outcome stream as history (see Client.audit)."""
-        return ops.read_audit(await self._call(ops.audit(lock_key, since, limit, cursor), timeout))
+        return ops.read_audit(await self._call(ops.audit(lock_key, since, limit, cursor, newest), timeout))
 
     async def iter_audit(
         self, lock_key: str | None = None, *, since: int | None = None, limit: int = 100

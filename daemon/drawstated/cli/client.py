@@ -92,10 +92,16 @@ def ping(socket_path: Path | None, timeout: float, as_json: bool) -> None:
 @click.command()
 @socket_option
 @timeout_option
+@json_option
 @click.argument("lock_key")
 @click.argument("operation_id", required=False)
-def load(socket_path: Path | None, timeout: float, lock_key: str, operation_id: str | None) -> None:
-    """Print an operation's state as JSON (the newest of LOCK_KEY without OPERATION_ID)."""
+def load(
+    socket_path: Path | None, timeout: float, as_json: bool, lock_key: str, operation_id: str | None
+) -> None:
+    """Print an operation's state as JSON (the newest of LOCK_KEY without OPERATION_ID).
+
+    Indented for people; --json prints it on one line.
+    """
     try:
         with client_for(socket_path, timeout) as client:
             state = client.load(lock_key, operation_id)
@@ -105,7 +111,7 @@ def load(socket_path: Path | None, timeout: float, lock_key: str, operation_id: 
     if state is None:
         click.echo("no live operation", err=True)
         sys.exit(EXIT_NONE)
-    print_json(state.to_dict())
+    print_json(state.to_dict(), one_line=as_json)
 
 
 @click.command()
@@ -125,9 +131,11 @@ def load(socket_path: Path | None, timeout: float, lock_key: str, operation_id: 
     show_default=True,
     help="Who pays the refund: you, from what is printed (caller), or the refund worker (stream).",
 )
+@json_option
 def rollback(
     socket_path: Path | None,
     timeout: float,
+    as_json: bool,
     lock_key: str,
     operation_id: str,
     reason: str,
@@ -136,6 +144,7 @@ def rollback(
 ) -> None:
     """Roll an operation back; print what it had granted and who pays the refund.
 
+    The reply is JSON (indented for people; one line with --json); what it means goes to stderr.
     Exit 0 when rolled back (or deferred: Redis unreachable, the refund comes from the outcome
     stream), 1 when nothing was stored under that id (a typo, or gone already).
     """
@@ -158,7 +167,8 @@ def rollback(
             "existed": result.existed,
             "token": result.token,
             "state": result.state.to_dict() if result.state else None,
-        }
+        },
+        one_line=as_json,
     )
     if result.cleanup == "deferred":
         click.echo("refund pending: deferred until Redis is back; the outcome stream will carry it", err=True)

@@ -11,13 +11,14 @@ import dataclasses
 import os
 import socket
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
-from drawstate import DrawStateError, OperationClosed, PendingItem, VersionConflict
+from drawstate import DrawStateError, OperationClosed, OutcomeEvent, PendingItem, VersionConflict
 from drawstated.cli.client import (
     EXIT_NONE,
     client_for,
@@ -100,8 +101,12 @@ def pending(
 @timeout_option
 @since_option
 @click.option("--lock-key", help="Only this lock key's events.")
-@click.option("--limit", type=click.IntRange(1), help="Stop after this many events.")
-@click.option("--follow", is_flag=True, help="Keep printing new events as they come (Ctrl-C stops).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 1000),
+    help="The newest this many events (with --since: the first this many from then).",
+)
+@click.option("--follow", is_flag=True, help="Then keep printing new events as they come (Ctrl-C stops).")
 @json_option
 def audit(
     socket_path: Path | None,
@@ -114,44 +119,66 @@ def audit(
 ) -> None:
     """List the outcome stream's events (complete, rollback, expire, notes), oldest first, one line each.
 
-    Reads without a consumer group and acknowledges nothing: the operator's view of the history.
-    --json prints one array; with --follow, one JSON object a line.
+    `--limit N` shows the newest N, like `tail -n N`; `--follow` then prints new events as they
+    come, like `tail -f`. Reads without a consumer group and acknowledges nothing: the operator's
+    view of the history. --json prints one array; with --follow, one JSON object a line.
     """
-    printed = 0
-    cursor: str | None = None
     collected: list[dict[str, Any]] = []  # --json without --follow: one array, as the other commands
 
-    def show(data: dict[str, Any]) -> None:
-        if as_json and not follow:
-            collected.append(data)
-        else:
-            click.echo(orjson.dumps(data).decode() if as_json else describe_event(data))
+    def show(events: Sequence[OutcomeEvent]) -> None:
+        for event in events:
+            data = event.to_dict()
+            if as_json and not follow:
+                collected.append(data)
+            else:
+                click.echo(orjson.dumps(data).decode() if as_json else describe_event(data))
 
     try:
         with client_for(socket_path, timeout) as client:
+            cursor = _audit_history(client, show, lock_key, since, limit)
+            if not follow:
+                if as_json:
+                    print_json(collected)
+                elif cursor is None:
+                    click.echo("no audit events")
+                return
+            start = since if since is not None else int(time.time()) - 1
             while True:
-                page = client.audit(lock_key, since=since if cursor is None else None, cursor=cursor)
-                for event in page.items:
-                    show(event.to_dict())
-                    printed += 1
-                    if limit is not None and printed >= limit:
-                        break
+                page = client.audit(lock_key, since=start if cursor is None else None, cursor=cursor)
+                show(page.items)
                 cursor = page.cursor or (page.items[-1].id if page.items else cursor)
-                if page.cursor is not None and (limit is None or printed < limit):
-                    continue  # more to read now
-                if not follow or (limit is not None and printed >= limit):
-                    if as_json and not follow:
-                        print_json(collected)
-                    elif printed == 0:
-                        click.echo("no audit events")
-                    return
-                time.sleep(FOLLOW_POLL_S)
-                if cursor is None:
-                    since = int(time.time()) - 1 if since is None else since
+                if page.cursor is None:
+                    time.sleep(FOLLOW_POLL_S)  # at the end: wait for new events
     except DrawStateError as exc:
         fail(exc)
     except KeyboardInterrupt:
         return
+
+
+def _audit_history(
+    client: Any,
+    show: Callable[[Sequence[OutcomeEvent]], None],
+    lock_key: str | None,
+    since: int | None,
+    limit: int | None,
+) -> str | None:
+    """Print the history `audit` asks for; the id to follow from (None when there was nothing)."""
+    if limit is not None and since is None:
+        page = client.audit(lock_key, limit=limit, newest=True)
+        show(page.items)
+        cursor: str | None = page.cursor
+        return cursor
+    cursor, shown = None, 0
+    while True:
+        page = client.audit(lock_key, since=since if cursor is None else None, cursor=cursor)
+        items = page.items if limit is None else page.items[: limit - shown]
+        show(items)
+        shown += len(items)
+        if limit is not None and shown >= limit:
+            return str(items[-1].id)  # following goes on after the last one shown
+        cursor = page.cursor or (page.items[-1].id if page.items else cursor)
+        if page.cursor is None:
+            return cursor
 
 
 @click.command()
@@ -275,8 +302,12 @@ def recover(
         click.echo(f"nothing abandoned for {older_than_s} s or more")
     else:
         done = sum(entry["action"] == "rolled back" for entry in report)
-        verb = "would roll back" if dry_run else ("rolled back" if mode == "rollback" else "abandoned")
-        count = len(report) if dry_run or mode == "report" else done
+        if mode == "report":
+            verb, count = "abandoned", len(report)
+        elif dry_run:
+            verb, count = "would roll back", len(report)
+        else:
+            verb, count = "rolled back", done
         click.echo(f"{verb}: {count} of {len(report)} operation(s) idle for {older_than_s} s or more")
     if not report:
         raise SystemExit(EXIT_NONE)

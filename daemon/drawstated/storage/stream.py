@@ -66,6 +66,10 @@ class OutcomeStream:
     async def read_range(self, start: str, count: int, deadline: float) -> list[Entry]:
         return _entries(await self.commands.run(deadline, "XRANGE", self.key, start, "+", "COUNT", count))
 
+    async def read_reverse(self, end: str, count: int, deadline: float) -> list[Entry]:
+        """XREVRANGE: up to `count` entries from `end` ("+", or "(<id>") back, newest first."""
+        return _entries(await self.commands.run(deadline, "XREVRANGE", self.key, end, "-", "COUNT", count))
+
     async def read_group(
         self, group: str, consumer: str, start: str, count: int, deadline: float
     ) -> list[Entry]:
