@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from drawstate.limits import DEFAULT_LIMITS, DRAW_INT_MAX, DRAW_INT_MIN, INT64_MAX, Limits
 
@@ -234,13 +234,122 @@ def check_state(data: object, limits: Limits = DEFAULT_LIMITS) -> None:
     _explain(data, limits)
 
 
-def _looks_valid(data: dict[str, Any], limits: Limits) -> bool:  # noqa: PLR0911  # one exit per rule keeps it flat
-    """True only if every rule holds (False may still be valid: _explain decides)."""
-    if not _STATE_FIELDS.issuperset(data):
+class Recorded(NamedTuple):
+    """What a state that obeyed every rule fixes for the states that extend it.
+
+    Its total, how many results, prizes and failed draws it held, and the draw index of its last
+    failed draw (0 without any): enough to check a state that starts with the same draws by what
+    it appends (`check_appended`).
+    """
+
+    total: int
+    results: int
+    prizes: int
+    errors: int
+    last_error_index: int
+
+
+def recorded(data: Mapping[str, Any]) -> Recorded:
+    """The Recorded of a state that passed `check_state`."""
+    errors = data.get("errors") or ()
+    return Recorded(
+        data["total_count"],
+        len(data.get("results") or ()),
+        len(data.get("prize_results") or ()),
+        len(errors),
+        errors[-1]["draw_index"] if errors else 0,
+    )
+
+
+def check_appended(data: object, prefix: Recorded, limits: Limits = DEFAULT_LIMITS) -> bool:  # noqa: PLR0911  # one exit per rule keeps it flat
+    """True only if `data` obeys every rule, given that its lists start with `prefix`'s draws.
+
+    The caller vouches that the first `prefix.results` results, `prefix.prizes` prizes and
+    `prefix.errors` failed draws of `data` are, element for element, those of a state that passed
+    `check_state` under the same limits with total `prefix.total`. Each of those was checked on
+    its own then, and a failed draw's bounds depend only on the total, which must be the same
+    here; so only the draws after them are checked, plus the rules that span the whole state in
+    O(1): the other fields, the list lengths against the counts, and the rising failed-draw
+    indexes from the last recorded one. False means "not shown valid this way": check_state
+    decides (and names what is wrong), so this never refuses a state on its own.
+    """
+    if not (type(data) is dict and _STATE_FIELDS.issuperset(data) and _fields_look_valid(data, limits)):
         return False
     get = data.get
-    lock_key, operation_id = get("lock_key"), get("operation_id")
+    total, completed = data["total_count"], data["completed_count"]  # ints: _fields_look_valid
+    results, prizes, errors = get("results"), get("prize_results"), get("errors")
+    results = [] if results is None else results
+    prizes = [] if prizes is None else prizes
+    errors = [] if errors is None else errors
+    if not (total == prefix.total and type(results) is type(prizes) is type(errors) is list):
+        return False
+    drawn = completed + len(errors)
     if not (
+        prefix.results <= len(results) <= completed
+        and prefix.prizes <= len(prizes) <= completed
+        and prefix.errors <= len(errors)
+        and drawn <= total
+        and prefix.last_error_index <= drawn
+    ):
+        return False
+    new_results, new_prizes = results[prefix.results :], prizes[prefix.prizes :]
+    if new_results and not _results_look_valid(new_results):
+        return False
+    if new_prizes and not (
+        _prizes_look_valid(new_prizes, limits)
+        or _obeys(lambda item: _check_prize(item, "", limits), new_prizes)
+    ):
+        return False
+    previous = prefix.last_error_index
+    for error in errors[prefix.errors :]:
+        if not _obeys(lambda item: _check_error(item, "", total, limits), (error,)):
+            return False
+        index = error["draw_index"]
+        if not previous < index <= drawn:
+            return False
+        previous = index
+    return _metadata_looks_valid(get("metadata"), limits)
+
+
+def _obeys(check: Callable[[Any], None], items: Sequence[Any]) -> bool:
+    """Whether every item passes an exact per-item check (which rule it breaks is not asked here)."""
+    try:
+        for item in items:
+            check(item)
+    except InvalidState:
+        return False
+    return True
+
+
+def _looks_valid(data: dict[str, Any], limits: Limits) -> bool:
+    """True only if every rule holds (False may still be valid: _explain decides)."""
+    if not (_STATE_FIELDS.issuperset(data) and _fields_look_valid(data, limits)):
+        return False
+    get = data.get
+    completed = data["completed_count"]  # an int: _fields_look_valid
+    results, prizes, errors = get("results"), get("prize_results"), get("errors")
+    if errors is not None and (type(errors) is not list or errors):  # failed draws: the exact walk
+        return False
+    if results is not None and not (
+        type(results) is list and len(results) <= completed and (not results or _results_look_valid(results))
+    ):
+        return False
+    if prizes is not None and not (
+        type(prizes) is list
+        and len(prizes) <= completed
+        and (not prizes or _prizes_look_valid(prizes, limits))
+    ):
+        return False
+    return _metadata_looks_valid(get("metadata"), limits)
+
+
+def _fields_look_valid(data: dict[str, Any], limits: Limits) -> bool:
+    """The rules on the fields that are not lists or metadata: identity, counts, times, version."""
+    get = data.get
+    lock_key, operation_id = get("lock_key"), get("operation_id")
+    total, completed = get("total_count"), get("completed_count")
+    start, last, version = get("start_time"), get("last_update_time"), get("version")
+    return (
         type(lock_key) is str
         and 0 < len(lock_key) <= limits.max_lock_key_chars
         and lock_key.isprintable()
@@ -250,12 +359,7 @@ def _looks_valid(data: dict[str, Any], limits: Limits) -> bool:  # noqa: PLR0911
         and 0 < len(operation_id) <= limits.max_operation_id_chars
         and operation_id.isascii()
         and not operation_id.strip(_OPERATION_ID_CHARS)
-    ):
-        return False
-    total, completed = get("total_count"), get("completed_count")
-    start, last, version = get("start_time"), get("last_update_time"), get("version")
-    if not (
-        type(total) is int
+        and type(total) is int
         and type(completed) is int
         and 1 <= total <= limits.max_total
         and 0 <= completed <= total
@@ -263,44 +367,28 @@ def _looks_valid(data: dict[str, Any], limits: Limits) -> bool:  # noqa: PLR0911
         and type(last) is int
         and 1 <= start <= last <= INT64_MAX
         and (version is None or (type(version) is int and 0 <= version <= INT64_MAX))
-    ):
-        return False
-    results, prizes, errors = get("results"), get("prize_results"), get("errors")
-    if errors:  # failed draws are rare: the exact walk checks them
-        return False
-    if results is not None and not (
-        type(results) is list
-        and len(results) <= completed
-        and (
-            not results
-            or (
-                set(map(type, results)) == {int}
-                and min(results) >= DRAW_INT_MIN
-                and max(results) <= DRAW_INT_MAX
-            )
-        )
-    ):
-        return False
-    if prizes is not None and not (
-        type(prizes) is list
-        and len(prizes) <= completed
-        and (not prizes or _prizes_look_valid(prizes, limits))
-    ):
-        return False
-    metadata = get("metadata")
-    if metadata:
-        return (
-            type(metadata) is dict
-            and len(metadata) <= limits.max_metadata_entries
-            and set(map(type, metadata)) == {str}
-            and set(map(type, metadata.values())) == {str}
-            and min(map(len, metadata)) >= 1
-            and max(map(len, metadata)) <= limits.max_metadata_key_chars
-            and max(map(len, metadata.values())) <= limits.max_metadata_value_chars
-            and all(map(str.isascii, metadata))
-            and all(map(str.isascii, metadata.values()))
-        )
-    return metadata is None or type(metadata) is dict
+    )
+
+
+def _results_look_valid(results: Sequence[Any]) -> bool:
+    """A non-empty list of results, checked in C: every one an int within the draw bounds."""
+    return set(map(type, results)) == {int} and min(results) >= DRAW_INT_MIN and max(results) <= DRAW_INT_MAX
+
+
+def _metadata_looks_valid(metadata: Any, limits: Limits) -> bool:
+    if not metadata:
+        return metadata is None or type(metadata) is dict
+    return (
+        type(metadata) is dict
+        and len(metadata) <= limits.max_metadata_entries
+        and set(map(type, metadata)) == {str}
+        and set(map(type, metadata.values())) == {str}
+        and min(map(len, metadata)) >= 1
+        and max(map(len, metadata)) <= limits.max_metadata_key_chars
+        and max(map(len, metadata.values())) <= limits.max_metadata_value_chars
+        and all(map(str.isascii, metadata))
+        and all(map(str.isascii, metadata.values()))
+    )
 
 
 def _explain(data: object, limits: Limits) -> None:

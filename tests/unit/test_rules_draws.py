@@ -93,6 +93,12 @@ def test_errors_that_are_not_a_list_are_rejected() -> None:
     assert_rejected(valid_state(errors=draw_error()), "errors")
 
 
+@pytest.mark.parametrize("errors", [0, "", False, {}, 0.0])
+def test_errors_that_are_empty_but_not_a_list_are_rejected(errors: object) -> None:
+    # A falsy value once slipped past the fast path, which only sent non-empty errors to the walk.
+    assert_rejected(valid_state(errors=errors), "errors")
+
+
 # --- Prize ------------------------------------------------------------------------
 
 
