@@ -1,18 +1,28 @@
 """The JSON form of a DrawState in Redis (orjson), in the original engine's layout.
 
-A state is stored as canonical JSON; the save script appends `version`, the
-save token (`_token`) and the logical expiry (`_expires`, Redis milliseconds)
-itself, since only it knows the next version and Redis's clock. So the daemon
-encodes a *head*: the JSON object without those and without its closing brace.
-Canonical means one text per value: fields in the engine's order, empty lists
-and metadata left out, metadata keys sorted, so the save script can compare an
-operation's fixed fields and recorded draws as text. Reading strips the
-internal fields and checks every DrawState rule.
+A state is stored as canonical JSON; the save script appends the state's digest
+(`_digest`, computed here), `version`, the save token (`_token`) and the logical
+expiry (`_expires`, Redis milliseconds) itself, since only it knows the next
+version and Redis's clock. So the daemon encodes a *head*: the JSON object
+without those and without its closing brace. Canonical means one text per
+value: fields in the engine's order, empty lists and metadata left out, metadata
+keys sorted, so the save script can compare an operation's fixed fields and
+recorded draws as text. Reading strips the internal fields and checks every
+DrawState rule.
+
+The digest stands for what a later save must keep: the operation's identity
+(total_count, start_time, metadata) and, for each draw list, the length and
+SHA-256 of its text between the brackets. A save that extends a stored state
+can send the digest of its own identity and of its lists' first bytes (as many
+as the stored lists hold, ending between two elements): equal to the stored
+digest, it shows the stored draws are where they were without the script
+reading them (save.lua).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -22,6 +32,12 @@ from drawstate.model import FIELD_ORDER, InvalidState, check_state
 
 TOKEN_FIELD = "_token"  # noqa: S105  # a JSON field name, not a secret
 EXPIRES_FIELD = "_expires"
+DIGEST_FIELD = "_digest"
+#: The lists of recorded draws, which a save may only append to, in their order in the document.
+DRAW_LISTS = ("results", "prize_results", "errors")
+_LIST_KEYS = tuple(f',"{name}":['.encode() for name in DRAW_LISTS)
+#: What follows the last draw list: its closing bracket, then the field after the lists.
+_AFTER_LISTS = b'],"start_time":'
 #: Written by the daemon in this order; the save script appends version and token itself.
 _ORDER = tuple(name for name in FIELD_ORDER if name not in ("version", "metadata"))
 _OMIT_EMPTY = frozenset({"results", "prize_results", "errors"})
@@ -53,6 +69,56 @@ def encode_head(state: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> by
     return encoded[:-1]
 
 
+def draw_lists(head: bytes, state: Mapping[str, Any]) -> tuple[memoryview, memoryview, memoryview]:
+    """The text between the brackets of each draw list in `state`'s head (empty when left out).
+
+    `head` is encode_head(state). A key such as `,"errors":[` is found only where it is a key:
+    inside a JSON string every quote is escaped, so its unescaped `,"` cannot occur there. The
+    searches skip the long lists: results and prizes by their keys from the front (results hold
+    no quote to stop at), errors and the end of the lists from the back.
+    """
+    view = memoryview(head)
+    present = [bool(state.get(name)) for name in DRAW_LISTS]
+    if not any(present):
+        return view[0:0], view[0:0], view[0:0]
+    end = head.rfind(_AFTER_LISTS)
+    keys_at = [-1, -1, -1]
+    at = 0
+    for i in (0, 1):
+        if present[i]:
+            keys_at[i] = at = head.find(_LIST_KEYS[i], at)
+    if present[2]:
+        keys_at[2] = head.rfind(_LIST_KEYS[2], at, end)
+    texts = []
+    for i in range(len(DRAW_LISTS)):
+        if not present[i]:
+            texts.append(view[0:0])
+            continue
+        following = [keys_at[j] - 1 for j in range(i + 1, len(DRAW_LISTS)) if present[j]]
+        texts.append(view[keys_at[i] + len(_LIST_KEYS[i]) : following[0] if following else end])
+    return texts[0], texts[1], texts[2]
+
+
+def identity_digest(state: Mapping[str, Any]) -> bytes:
+    """SHA-256 of what the first save fixes: total_count, start_time and the metadata (as a map)."""
+    metadata = state.get("metadata")
+    fixed = [
+        state.get("total_count"),
+        state.get("start_time"),
+        dict(sorted(metadata.items())) if metadata else None,
+    ]
+    return hashlib.sha256(orjson.dumps(fixed)).digest()
+
+
+def state_digest(identity: bytes, lists: Sequence[tuple[int, bytes]]) -> str:
+    """The `_digest` (hex): an identity digest and each draw list's (text length, SHA-256), hashed."""
+    digest = hashlib.sha256(identity)
+    for length, list_hash in lists:
+        digest.update(length.to_bytes(8, "big"))
+        digest.update(list_hash)
+    return digest.hexdigest()
+
+
 def encode_state(state: Mapping[str, Any]) -> bytes:
     """The full JSON document of a state (with its version), as another engine would write it."""
     data = canonical(state)
@@ -74,6 +140,7 @@ def decode_stored(raw: bytes | str, limits: Limits = DEFAULT_LIMITS) -> tuple[di
     if not isinstance(data, dict):
         raise InvalidState("state", "stored value is not a JSON object")
     data.pop(TOKEN_FIELD, None)
+    data.pop(DIGEST_FIELD, None)
     expires = data.pop(EXPIRES_FIELD, None)
     check_state(data, limits)
     return data, expires if type(expires) is int else None

@@ -43,6 +43,9 @@ REDIS_POOL_SIZE = 4
 REDIS_SOCKET_TIMEOUT_S = 5.0
 #: Events the outcome stream keeps as history (more only while a consumer group owes them).
 AUDIT_MAXLEN = 100_000
+#: Operations whose last accepted state the daemon remembers, so their next save is checked by
+#: what it appends (ops/accepted.py); a few hundred bytes each. 0 checks every save whole.
+ACCEPTED_CACHE_ENTRIES = 10_000
 #: Seconds between sweeps; an operation's expire event is written within its TTL plus this.
 SWEEP_INTERVAL_S = 30.0
 #: A state's key outlives its logical expiry this long, so a sweeper can still read and record it
@@ -145,6 +148,7 @@ class Config:
     redis_pool_size: int = REDIS_POOL_SIZE
     redis_socket_timeout_s: float = REDIS_SOCKET_TIMEOUT_S
     audit_maxlen: int = AUDIT_MAXLEN
+    accepted_cache_entries: int = ACCEPTED_CACHE_ENTRIES
     sweep_interval_s: float = SWEEP_INTERVAL_S
     expire_grace_s: int = EXPIRE_GRACE_S
     #: Consumer groups created at start, so the stream keeps their events from the first one on.
@@ -179,15 +183,16 @@ class Config:
             raise ValueError(f"durability must be one of {', '.join(DURABILITIES)}, got {self.durability!r}")
         if self.socket_mode & 0o007:
             raise ValueError(f"socket mode {self.socket_mode:o} would make the socket world-accessible")
-        for name in (
-            "max_connections",
-            "max_inflight_per_connection",
-            "max_inflight_bytes",
-            "max_inflight_bytes_per_connection",
-            "redis_pool_size",
+        for name, least in (
+            ("max_connections", 1),
+            ("max_inflight_per_connection", 1),
+            ("max_inflight_bytes", 1),
+            ("max_inflight_bytes_per_connection", 1),
+            ("redis_pool_size", 1),
+            ("accepted_cache_entries", 0),
         ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be at least {least}")
 
     def __repr__(self) -> str:
         shown = []

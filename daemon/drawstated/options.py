@@ -185,6 +185,13 @@ SERVE_OPTIONS = (
         click.IntRange(1),
     ),
     Option(
+        "--accepted-cache",
+        "accepted_cache_entries",
+        "Operations whose last accepted state is remembered, so their next save is checked by "
+        "what it appends; 0 checks every save whole.",
+        click.IntRange(0),
+    ),
+    Option(
         "--sweep-interval",
         "sweep_interval_s",
         "Seconds between sweeps: expire operations past their TTL, write outcome events a dead "

@@ -4,6 +4,9 @@
 Redis reply's done-callback. Only when that attempt meets a transient error (or NOSCRIPT) does a
 task take over, handing the failure to the retry policy, which backs off before it resends with the
 same token, so however many attempts there are, they count as one save.
+
+A save that extends the state this daemon last saw accepted for its operation is checked by what
+it appends (ops/accepted.py says why that is safe); the op remembers each state Redis accepts.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from drawstate.model import InvalidState, check_state
 from drawstated import errors
 from drawstated.codec import StateTooLarge, encode_head
 from drawstated.ops import fields
+from drawstated.ops.accepted import Accepted, AcceptedStates, CheckedSave, check_save
 from drawstated.ops.context import OpContext, Reply, Request, Respond, loop_time
 from drawstated.ops.ending import closed_by_deferred, expired_here
 from drawstated.redis.errors import NoScriptError
@@ -39,12 +43,18 @@ class Save:
     def __init__(self, ctx: OpContext) -> None:
         self.ctx = ctx
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The state Redis last accepted from this daemon, per operation (ops/accepted.py).
+        self.accepted = AcceptedStates(ctx.config.accepted_cache_entries)
 
-    def plan(self, request: Request, deadline: float) -> SaveRequest:
-        """Check the request and its state; RequestError names what is wrong."""
+    def plan(self, request: Request, deadline: float) -> tuple[SaveRequest, Accepted]:
+        """Check the request and its state; RequestError names what is wrong.
+
+        Returns the save for save.lua and what to remember of its state once Redis accepts it.
+        """
         config = self.ctx.config
         state = fields.state_map(request)
-        head = checked_head(state, config.limits)
+        previous = self.accepted.get(state.get("lock_key"), state.get("operation_id"))
+        checked = checked_save(state, config.limits, previous)
         lock_key, operation_id = state["lock_key"], state["operation_id"]
         if (lock_key, operation_id) in self.ctx.cleanup:
             raise closed_by_deferred(operation_id)
@@ -53,29 +63,37 @@ class Save:
         if fields.durability(request, config.durability) == "replicated":
             budget_ms = int((deadline - loop_time()) * 1000 * WAIT_SHARE)
             wait = Wait(config.min_replicas, max(1, budget_ms))
-        return SaveRequest(
+        save = SaveRequest(
             lock_key=lock_key,
             operation_id=operation_id,
-            head=head,
+            head=checked.head,
             token=fields.token(request) or secrets.token_hex(8),
             expect_version=fields.expect_version(request),
             completed_count=state["completed_count"],
             ttl_ms=ttl_s * 1000,
             wait=wait,
+            digest=checked.digest,
+            expect_digest=checked.expect_digest,
         )
+        return save, checked.accepted
 
     def start(self, request: Request, deadline: float, respond: Respond) -> None:
         """The hot path: `respond` gets the reply fields or the RequestError, exactly once."""
         try:
-            save = self.plan(request, deadline)
+            save, accepted = self.plan(request, deadline)
         except errors.RequestError as exc:
             respond(exc)
             return
         future = self.ctx.store.start_save(save, deadline)
-        future.add_done_callback(lambda done: self._finish(done, save, deadline, respond))
+        future.add_done_callback(lambda done: self._finish(done, save, accepted, deadline, respond))
 
     def _finish(
-        self, done: asyncio.Future[Any], save: SaveRequest, deadline: float, respond: Respond
+        self,
+        done: asyncio.Future[Any],
+        save: SaveRequest,
+        accepted: Accepted,
+        deadline: float,
+        respond: Respond,
     ) -> None:
         if done.cancelled():
             respond(errors.deadline())
@@ -83,13 +101,17 @@ class Save:
         error = done.exception()
         if error is None:
             try:
-                respond(self.reply(save, self.ctx.store.save_result(save, done.result())))
+                outcome = self.ctx.store.save_result(save, done.result())
+                self._remember(save, accepted, outcome)
+                respond(self.reply(save, outcome))
             except errors.RequestError as exc:
                 self._refused(save, exc)
                 respond(exc)
             return
         if is_transient(error) or isinstance(error, NoScriptError):
-            task = asyncio.get_running_loop().create_task(self._resend(save, error, deadline, respond))
+            task = asyncio.get_running_loop().create_task(
+                self._resend(save, accepted, error, deadline, respond)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
@@ -97,11 +119,18 @@ class Save:
         respond(errors.internal(error))
 
     async def _resend(
-        self, save: SaveRequest, failed: BaseException, deadline: float, respond: Respond
+        self,
+        save: SaveRequest,
+        accepted: Accepted,
+        failed: BaseException,
+        deadline: float,
+        respond: Respond,
     ) -> None:
         """The first attempt failed: the retry policy takes over, with the same token (one save)."""
         try:
-            respond(self.reply(save, await self.ctx.store.save(save, deadline, failed=failed)))
+            outcome = await self.ctx.store.save(save, deadline, failed=failed)
+            self._remember(save, accepted, outcome)
+            respond(self.reply(save, outcome))
         except errors.RequestError as exc:
             self._refused(save, exc)
             respond(exc)
@@ -109,7 +138,14 @@ class Save:
             log.exception("save failed")
             respond(errors.internal(exc))
 
+    def _remember(self, save: SaveRequest, accepted: Accepted, outcome: SaveOutcome) -> None:
+        """A state save.lua wrote (not a replay: that stored nothing) is what the next save extends."""
+        if not outcome.replayed:
+            self.accepted.put(save.lock_key, save.operation_id, accepted)
+
     def _refused(self, save: SaveRequest, exc: errors.RequestError) -> None:
+        if exc.code == protocol.OPERATION_CLOSED:
+            self.accepted.discard(save.lock_key, save.operation_id)
         expired_here(self.ctx, save.lock_key, save.operation_id, exc)
 
     def reply(self, save: SaveRequest, outcome: SaveOutcome) -> Reply:
@@ -139,6 +175,16 @@ def checked_head(state: Mapping[str, Any], limits: Limits) -> bytes:
     try:
         check_state(state, limits)
         return encode_head(state, limits)
+    except StateTooLarge as exc:
+        raise errors.invalid(str(exc)) from exc
+    except InvalidState as exc:
+        raise errors.corrupted(str(exc), source="request") from exc
+
+
+def checked_save(state: Mapping[str, Any], limits: Limits, previous: Accepted | None) -> CheckedSave:
+    """checked_head for a save: by what it appends to `previous` when it can (the same answers)."""
+    try:
+        return check_save(state, limits, previous)
     except StateTooLarge as exc:
         raise errors.invalid(str(exc)) from exc
     except InvalidState as exc:

@@ -8,11 +8,16 @@
 -- Returns {"ok", version} | {"replay", version} | {"closed", kind} | {"conflict", stored_version}
 --       | {"stale", field} | {"corrupt", why}
 --
--- States this script wrote end in ',"version":N,"_token":"T","_expires":E}' and keep the
--- daemon's canonical field order, so the checks read them with string matching, in C, without
--- decoding JSON. A state written otherwise (an earlier version, another engine) is decoded with
--- cjson instead (the slow path), and so is a new state whose recorded draws or identity do not
--- match the stored text byte for byte.
+-- States this script wrote end in ',"_digest":"D","version":N,"_token":"T","_expires":E}' (an
+-- earlier version wrote no "_digest") and keep the daemon's canonical field order, so the checks
+-- read them with string matching, in C, without decoding JSON. A state written otherwise (another
+-- engine, the legacy importer) is decoded with cjson instead (the slow path), and so is a new
+-- state whose recorded draws or identity do not match the stored text byte for byte.
+--
+-- The digest D (codec.py) hashes a state's identity and each draw list's length and SHA-256. A
+-- daemon that knows the stored lists' lengths sends expect_digest, computed from the new state at
+-- those lengths; equal to the stored D, the identity and every recorded draw are where they were,
+-- and neither document is read for them (ops/accepted.py). Otherwise they are compared as text.
 --
 -- A state past its logical expiry ("_expires", Redis time) is expired here and now, as the
 -- sweeper would (outcome.lua), and the save is refused with closed_by "expire".
@@ -29,6 +34,8 @@ local ttl_ms = tonumber(ARGV[7])        -- logical lifetime: the operation expir
 local grace_ms = tonumber(ARGV[8])      -- the key outlives its logical expiry this long, for the sweeper
 local tomb_ttl_ms = tonumber(ARGV[9])   -- tombstone lifetime once its event is published
 local lease_ms = tonumber(ARGV[10])     -- how long the daemon that ends an operation owns publishing it
+local digest = ARGV[11]                 -- the new state's "_digest" (hex), stored with it
+local expect_digest = ARGV[12]          -- the stored "_digest" the new state extends, "" when unknown
 
 local k = op_keys()
 
@@ -36,6 +43,9 @@ local closed_kind = tomb_kind(k.tomb)
 if closed_kind then
   return {'closed', closed_kind}
 end
+
+-- Bytes read from the end of a stored state for its digest, version, token and expiry.
+local TAIL_BYTES = 320
 
 local LIST_ENDS = {'],"prize_results":', '],"errors":', '],"start_time":'}
 
@@ -76,11 +86,19 @@ local function extends(old, new)
 end
 
 -- The identity of a canonical head: total_count, start_time and the metadata text (the last field).
+-- start_time follows the draw lists: found by the bracket that closes them (']' is rare, so the
+-- plain find skips through them in C; a pattern scan from every position of 80 KB took 0.4 ms).
 local function identity(doc)
+  local at = string.find(doc, '],"start_time":', 1, true)
+  at = at and at + 2 or string.find(doc, '"start_time":', 1, true)
+  local start_time, metadata = nil, nil
+  if at then
+    start_time, metadata = string.match(doc, '^"start_time":(%d+),"last_update_time":%d+(.*)$', at)
+  end
   return {
     total_count = string.match(doc, '"total_count":(%d+)'),
-    start_time = string.match(doc, '"start_time":(%d+)'),
-    metadata = string.match(doc, '"last_update_time":%d+(.*)$'),
+    start_time = start_time,
+    metadata = metadata,
   }
 end
 
@@ -136,13 +154,19 @@ end
 local now = now_ms()
 local stored_raw = redis.call('GET', k.state)
 local stored_version, stored_token, stored_completed, stored, stored_head = 0, nil, 0, nil, nil
+local stored_digest = nil
 if stored_raw then
-  -- The tail is at most ~150 bytes; matching only there keeps a 512 KiB state cheap.
-  local tail_at, _, version, stored_tok, expires = string.find(string.sub(stored_raw, -192),
-    ',"version":(%d+),"_token":"([%w_%-]*)","_expires":(%d+)}$')
+  -- The tail is at most ~220 bytes; matching only there keeps a 512 KiB state cheap.
+  local tail = string.sub(stored_raw, -TAIL_BYTES)
+  local tail_at, _, tail_digest, version, stored_tok, expires = string.find(tail,
+    ',"_digest":"(%x+)","version":(%d+),"_token":"([%w_%-]*)","_expires":(%d+)}$')
+  if not version then
+    tail_at, _, version, stored_tok, expires = string.find(tail,
+      ',"version":(%d+),"_token":"([%w_%-]*)","_expires":(%d+)}$')
+  end
   if version then
-    stored_version, stored_token = tonumber(version), stored_tok
-    stored_head = string.sub(stored_raw, 1, #stored_raw - (math.min(#stored_raw, 192) - tail_at + 1))
+    stored_version, stored_token, stored_digest = tonumber(version), stored_tok, tail_digest
+    stored_head = string.sub(stored_raw, 1, #stored_raw - (#tail - tail_at + 1))
     stored_completed = tonumber(string.match(stored_raw, '"completed_count":(%d+)')) or 0
     if tonumber(expires) <= now then
       expire_now(k, stored_raw, lock_key, operation_id, lease_ms, tomb_ttl_ms, now)
@@ -179,6 +203,10 @@ if stored_raw then
   if completed_count < stored_completed then
     return {'stale', 'completed_count'}
   end
+end
+
+-- A claim equal to the stored digest vouches for the identity and the recorded draws (see above).
+if stored_raw and not (expect_digest ~= '' and expect_digest == stored_digest) then
   local new = nil
   -- The identity of an operation is fixed by its first save: the price lives in it.
   local old_id, new_id = stored_head and identity(stored_head), identity(head)
@@ -205,9 +233,10 @@ if stored_raw then
 end
 
 local version = stored_version + 1
+local digest_field = digest ~= '' and (',"_digest":"' .. digest .. '"') or ''
 local key_ttl_ms = ttl_ms + grace_ms
 redis.call('SET', k.state,
-  head .. ',"version":' .. string.format('%d', version) .. ',"_token":"' .. token
+  head .. digest_field .. ',"version":' .. string.format('%d', version) .. ',"_token":"' .. token
     .. '","_expires":' .. string.format('%d', now + ttl_ms) .. '}',
   'PX', key_ttl_ms)
 -- The newest save must score highest even within one millisecond (load picks the top).

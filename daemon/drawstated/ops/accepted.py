@@ -1,0 +1,169 @@
+"""Saves checked by what they append, against what this daemon last saw accepted per operation.
+
+Every save sends the whole state. Checked whole, a 1000-draw save cost the daemon ~10 times a
+10-draw one, re-checking draws that were checked when they were first saved and can never change
+since (save.lua refuses a save whose stored lists are not prefixes of the new ones). So the save
+op keeps, for the operations it saved last, an `Accepted`: the rules' view of the state Redis
+accepted (`rules.Recorded`: its total, list lengths and last failed draw) and, per draw list, the
+length and SHA-256 of its canonical text. `AcceptedStates` holds them: an LRU of at most
+`--accepted-cache` entries (a few hundred bytes each), emptied by a restart.
+
+`check_save` takes a new state and the entry for its lock key and operation id, if any:
+
+1. `rules.check_appended`: every rule on the draws after the accepted ones, and the rules that
+   span the state in O(1) (the other fields, list lengths against the counts, failed-draw
+   indexes rising from the last accepted one, the same total);
+2. the canonical head is encoded, as for any save, and each draw list's first bytes, as many as
+   the accepted list's text held, must have its SHA-256 and end between two elements.
+
+Only when both hold is the full check skipped. Otherwise (no entry, a step failing, the state not
+encoding) `check_state` runs as it did for every save before, and it alone refuses a state and
+names the broken rule. So the entry can only spare work, never change an answer: a state passes
+without the full check only when it is, element for element, the draws of a state that passed it
+followed by draws that passed the same per-draw rules.
+
+Why skipping the prefix is safe:
+
+- It was checked. An entry is made only from a state that passed the rules in this daemon, under
+  its limits (fixed until a restart, which empties the cache), once Redis accepted it.
+- It is the same. Canonical JSON is one text per value (an int's digits are neither a bool's nor
+  a float's text; a prize keeps its keys in its own order; what orjson cannot encode sends the
+  state to the full check), so equal SHA-256 over equal lengths that end between two elements
+  means the same elements. Finding two texts with one SHA-256 is beyond any attacker.
+- Nothing in it depends on Redis. Another daemon may have saved the operation since, a save may
+  have been lost in flight, or the operation may have been rolled back: the new state is still
+  judged against draws this daemon found valid, and save.lua still judges it against what is
+  stored (below).
+
+What the cache does not change is what save.lua checks. A replayed token is answered before any
+comparison and leaves the entry as it was (the stored state is the first attempt's, not
+necessarily this one). A save refused because its operation ended drops the entry; other entries
+age out of the LRU. A miss, an eviction or a restart costs one full check, as every save paid.
+
+save.lua's side: `expect_digest` is the `_digest` (codec.py) the new state's identity and the first
+bytes of its lists, at the accepted lengths, hash to: a claim computed from the new head alone.
+When it equals the stored state's `_digest`, the stored identity is the new one and every stored
+list is a prefix of the new one, so save.lua skips its own comparisons, which read both documents
+whole. A stale or wrong entry only makes the claim miss: save.lua then compares the text as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import orjson
+
+from drawstate.limits import Limits
+from drawstate.rules import Recorded, check_appended, check_state, recorded
+from drawstated.codec import StateTooLarge, draw_lists, encode_head, identity_digest, state_digest
+
+_COMMA = ord(",")
+
+
+class Accepted(NamedTuple):
+    """An accepted state, as a save that extends it is checked against."""
+
+    recorded: Recorded
+    #: Per draw list (codec.DRAW_LISTS): the length of its text between the brackets, and its SHA-256.
+    lengths: tuple[int, int, int]
+    hashes: tuple[bytes, bytes, bytes]
+
+
+class CheckedSave(NamedTuple):
+    """A state that passed the rules, encoded for save.lua."""
+
+    head: bytes
+    #: Its `_digest`, stored with it.
+    digest: str
+    #: The `_digest` of the accepted state it extends, as computed from this state; "" when unknown.
+    expect_digest: str
+    #: What to remember once Redis accepts it.
+    accepted: Accepted
+
+
+class AcceptedStates:
+    """The last accepted state of up to `max_entries` operations, least recently used dropped first."""
+
+    __slots__ = ("_entries", "max_entries")
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str], Accepted] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, lock_key: object, operation_id: object) -> Accepted | None:
+        """The entry for a state's raw fields (not yet checked: anything but two strings misses)."""
+        if type(lock_key) is not str or type(operation_id) is not str:
+            return None
+        key = (lock_key, operation_id)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, lock_key: str, operation_id: str, accepted: Accepted) -> None:
+        if self.max_entries < 1:
+            return
+        key = (lock_key, operation_id)
+        self._entries[key] = accepted
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def discard(self, lock_key: str, operation_id: str) -> None:
+        self._entries.pop((lock_key, operation_id), None)
+
+
+def check_save(state: Mapping[str, Any], limits: Limits, previous: Accepted | None) -> CheckedSave:
+    """Check and encode a client's state, by what it appends to `previous` when that shows it valid.
+
+    Raises what check_state and encode_head raise (InvalidState, StateTooLarge), for the same
+    states and with the same messages as without `previous`.
+    """
+    if previous is not None and check_appended(state, previous.recorded, limits):
+        try:
+            head = encode_head(state, limits)
+        except (StateTooLarge, orjson.JSONEncodeError):
+            pass  # the full check below says what is wrong, as it would have without an entry
+        else:
+            checked, extends = _digested(state, head, previous)
+            if not extends:
+                check_state(state, limits)
+            return checked
+    check_state(state, limits)
+    return _digested(state, encode_head(state, limits), previous)[0]
+
+
+def _digested(state: Mapping[str, Any], head: bytes, previous: Accepted | None) -> tuple[CheckedSave, bool]:
+    """The save of a valid state's head, and whether its lists start with exactly `previous`'s."""
+    identity = identity_digest(state)
+    lengths: list[int] = []
+    hashes: list[bytes] = []
+    claimed: list[tuple[int, bytes]] = []
+    extends = boundaries = previous is not None
+    for i, text in enumerate(draw_lists(head, state)):
+        size = len(text)
+        lengths.append(size)
+        known = -1 if previous is None else previous.lengths[i]
+        if known < 0 or known > size or (0 < known < size and text[known] != _COMMA):
+            extends = boundaries = False
+            hashes.append(hashlib.sha256(text).digest())
+            continue
+        digest = hashlib.sha256(text[:known])
+        prefix = digest.digest()
+        digest.update(text[known:])
+        hashes.append(digest.digest())
+        claimed.append((known, prefix))
+        if previous is None or prefix != previous.hashes[i]:
+            extends = False
+    accepted = Accepted(
+        recorded(state), (lengths[0], lengths[1], lengths[2]), (hashes[0], hashes[1], hashes[2])
+    )
+    full = state_digest(identity, list(zip(lengths, hashes, strict=True)))
+    claim = state_digest(identity, claimed) if boundaries else ""
+    return CheckedSave(head, full, claim, accepted), extends
