@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from redis.asyncio.connection import parse_url
+
 from drawstate.limits import MAX_FRAME_BYTES, MIB, Limits
 from drawstate.paths import default_socket_path
 from drawstate.protocol import DURABILITIES, Durability
@@ -170,15 +172,7 @@ class Config:
             raise ValueError(f"log format must be text or json, got {self.log_format!r}")
         if self.max_frame_bytes <= self.limits.max_state_bytes:
             raise ValueError("max_frame_bytes must exceed max_state_bytes so a state at its cap fits")
-        if bool(self.redis_sentinels) != bool(self.sentinel_master):
-            raise ValueError("Sentinel needs both its addresses (redis_sentinels) and the master name")
-        if self.redis_sentinels and self.redis_cluster:
-            raise ValueError("choose Sentinel or Cluster, not both")
-        for item in (*self.redis_sentinels, *self.redis_cluster):
-            if not item.rpartition(":")[2].isdigit():
-                raise ValueError(f"redis node address {item!r} is not host:port")
-        if self.redis_tls_key and not self.redis_tls_cert:
-            raise ValueError("a TLS client key needs its certificate (redis_tls_cert)")
+        self._check_redis_target()
         if self.durability not in DURABILITIES:
             raise ValueError(f"durability must be one of {', '.join(DURABILITIES)}, got {self.durability!r}")
         if self.socket_mode & 0o007:
@@ -193,6 +187,23 @@ class Config:
         ):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be at least {least}")
+
+    def _check_redis_target(self) -> None:
+        """Where Redis is: one URL, Sentinel (addresses and a master name) or Cluster, and its TLS files."""
+        if bool(self.redis_sentinels) != bool(self.sentinel_master):
+            raise ValueError("Sentinel needs both its addresses (redis_sentinels) and the master name")
+        if self.redis_sentinels and self.redis_cluster:
+            raise ValueError("choose Sentinel or Cluster, not both")
+        for item in (*self.redis_sentinels, *self.redis_cluster):
+            if not item.rpartition(":")[2].isdigit():
+                raise ValueError(f"redis node address {item!r} is not host:port")
+        if self.redis_url is not None:
+            try:
+                parse_url(self.redis_url)
+            except ValueError as exc:  # its scheme or port; the message never holds the URL (a password)
+                raise ValueError(f"the Redis URL is not one: {exc}") from None
+        if self.redis_tls_key and not self.redis_tls_cert:
+            raise ValueError("a TLS client key needs its certificate (redis_tls_cert)")
 
     def __repr__(self) -> str:
         shown = []

@@ -137,6 +137,30 @@ def test_a_bad_configuration_is_one_line_and_its_own_exit_code(sock_dir):
     assert not (sock_dir / "data").exists()  # refused before it touched anything
 
 
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:6379", "redis://127.0.0.1:notaport/0", "redis://:hunter2@h:x/0"]
+)
+def test_a_malformed_redis_url_is_a_bad_configuration_that_never_prints_the_url(sock_dir, url):
+    result = serve_once(
+        "--socket", str(sock_dir / "d.sock"), "--data-dir", str(sock_dir / "data"), "--redis-url", url,
+    )  # fmt: skip
+    assert result.returncode == EXIT_BAD_CONFIG
+    line = one_line(result.stderr)
+    assert "Redis URL" in line and "hunter2" not in result.stderr and "Traceback" not in result.stderr
+    assert not (sock_dir / "data").exists()  # refused before it touched anything
+
+
+def test_a_metrics_address_that_cannot_be_bound_is_a_bad_configuration(sock_dir, redis_url):
+    if redis_url.startswith("cluster:"):
+        pytest.skip("one Redis is enough: the metrics listener is what is checked")
+    result = serve_once(
+        "--socket", str(sock_dir / "d.sock"), "--data-dir", str(sock_dir / "data"), "--redis-url", redis_url,
+        "--metrics-port", "9", "--metrics-addr", "no.such.host.invalid",
+    )  # fmt: skip
+    assert result.returncode == EXIT_BAD_CONFIG
+    assert "metrics cannot listen" in one_line(result.stderr) and "Traceback" not in result.stderr
+
+
 def test_a_missing_tls_file_is_a_bad_configuration_not_a_traceback(sock_dir):
     result = serve_once(
         "--socket", str(sock_dir / "d.sock"), "--data-dir", str(sock_dir / "data"),

@@ -130,6 +130,7 @@ class Server:
 
     async def start(self) -> None:
         config = self.config
+        _check_metrics_address(config)
         activated = systemd.listen_socket()  # a socket systemd passes has a path that is systemd's
         # Before anything a second daemon could disturb: the embedded Redis, the journal, the socket.
         self.locks.acquire(config.data_dir, None if activated else config.socket_path)
@@ -165,7 +166,12 @@ class Server:
             cleanup = self.cleanup
             collector = StatsCollector(self.stats, lambda: len(cleanup))
             self.metrics = MetricsServer(collector, config.metrics_port, config.metrics_addr)
-            self.metrics.start()
+            try:
+                self.metrics.start()
+            except OSError as exc:  # an address that does not resolve, a port taken
+                raise BadConfig(
+                    f"metrics cannot listen on {config.metrics_addr}:{config.metrics_port}: {exc}"
+                ) from None
         self._start_watchdog()
         systemd.notify("READY=1", f"STATUS=serving on {config.socket_path}")
         log.info("ready", extra={"socket": str(config.socket_path), "redis": redact_url(url)})
@@ -279,3 +285,16 @@ def run(config: Config) -> None:
         asyncio.run(_main(config))
     else:
         uvloop.run(_main(config))
+
+
+def _check_metrics_address(config: Config) -> None:
+    """An address the metrics listener could never use is a configuration error, found before anything
+    is touched (a port another process holds is found when it binds, after start-up)."""
+    if config.metrics_port is None:
+        return
+    try:
+        socket.getaddrinfo(config.metrics_addr, config.metrics_port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise BadConfig(
+            f"metrics cannot listen on {config.metrics_addr}:{config.metrics_port}: {exc}"
+        ) from None
