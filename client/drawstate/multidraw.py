@@ -17,7 +17,7 @@ from drawstate.errors import DrawStateError
 from drawstate.model import DrawState
 from drawstate.refund import Refund
 from drawstate.resend import RESEND_DEADLINE_S, resend
-from drawstate.results import Durability
+from drawstate.results import Durability, RollbackResult
 from drawstate.session import (
     ON_ERROR_POLICIES,
     DrawResult,
@@ -225,12 +225,16 @@ class MultiDraw(SessionCore):
         if self._refund is not None:
             return self._refund
         trimmed = self.rollback_reason(reason, token)
-        result = resend(
-            self.retry,
-            f"operation {self.operation_id}",
-            lambda: self.client.rollback(self._state, reason=trimmed, token=self.rollback_token),
-        )
-        return self.rolled_back(result)
+
+        def attempt() -> RollbackResult:
+            try:
+                result = self.client.rollback(self._state, reason=trimmed, token=self.rollback_token)
+            except DrawStateError as exc:
+                self.rollback_failed(exc)
+                raise
+            return self.judge_rollback(result)
+
+        return self.rolled_back(resend(self.retry, f"operation {self.operation_id}", attempt))
 
     # --- context manager ----------------------------------------------------------------
 

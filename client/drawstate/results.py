@@ -184,8 +184,20 @@ class OutcomeEvent:
     def refund_owed(self) -> bool:
         """Whether a refund worker pays this one: an ending with draws that granted nothing (failed,
         or never made) whose refund no rollback caller was told to pay. A complete can owe one too:
-        its failed draws."""
+        its failed draws. See `needs_manual_refund` for the one kind whose amount is unknown."""
         return self.terminal and self.existed and not self.refunded_by_caller and self.ungranted_count > 0
+
+    @property
+    def needs_manual_refund(self) -> bool:
+        """An ending the stream pays whose state could not be read: a refund is owed, but its amount
+        is not in the event (`corrupted_state` holds the raw text for whoever settles it). A refund
+        worker must park it for a person, never skip it: no one else will pay it."""
+        return (
+            self.terminal
+            and self.existed
+            and not self.refunded_by_caller
+            and self.corrupted_state is not None
+        )
 
     @property
     def ungranted_count(self) -> int:

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from drawstate.errors import DrawStateError, OperationClosed, VersionConflict
+from drawstate.errors import DrawStateError, OperationClosed, OutcomeUnknown, VersionConflict
 from drawstate.limits import MAX_ERROR_MESSAGE_CHARS, MAX_REASON_CHARS
 from drawstate.model import DrawError, DrawState, Prize, new_operation_id
 from drawstate.ops import new_token
 from drawstate.refund import Refund
-from drawstate.resend import Retry, session_retry
+from drawstate.resend import Retry, maybe_applied, session_retry
 from drawstate.results import Durability, RollbackResult
 
 #: What `record` takes: a range-draw result, a Prize, or a failed draw (a DrawError or the exception).
@@ -82,6 +82,9 @@ class SessionCore:
         self._unsaved: PlannedSave | None = None
         #: This session's one rollback token, made on first use and kept for every resend.
         self._rollback_token: str | None = None
+        #: An attempt of this rollback may have reached Redis without its answer reaching us, so a
+        #: later "deferred" answer (Redis unreachable) cannot say who pays: only a "done" one can.
+        self._rollback_in_doubt = False
 
     @property
     def retry(self) -> Retry:
@@ -245,7 +248,41 @@ class SessionCore:
         self.check_usable()
         if token is not None:
             self._rollback_token = token
+            self._rollback_in_doubt = True  # a stored token: it may have been sent before a crash
         return reason[:MAX_REASON_CHARS] or None
+
+    def rollback_failed(self, exc: DrawStateError) -> None:
+        """An attempt of this rollback failed; if it may have reached Redis, its answer is in doubt."""
+        if maybe_applied(exc):
+            self._rollback_in_doubt = True
+
+    def judge_rollback(self, result: RollbackResult) -> RollbackResult:
+        """A rollback answer this session may act on; OutcomeUnknown (resend) or OperationClosed if not.
+
+        - "deferred" tells its caller not to refund: the outcome stream will say who does. That holds
+          for a first attempt only. After an attempt that may have reached Redis, that attempt may
+          have been decided "this caller pays" and its answer lost; and for an operation this session
+          never stored, the stream cannot know its price. Either way only a "done" answer decides.
+        - "done" with `existed: false` for an operation this session stored (version > 0): it ended
+          earlier, and the record of how (its tombstone, kept `--ttl`) is gone; its terminal event
+          says who refunds. Refunding here could pay twice.
+        """
+        if result.cleanup == "deferred" and (self._rollback_in_doubt or self._state.version == 0):
+            self._rollback_in_doubt = True
+            raise OutcomeUnknown(
+                f"rollback of {self.operation_id} deferred (Redis unreachable) after an attempt that may "
+                "have been applied, or of an operation never stored: who refunds is not known yet; "
+                "resend the rollback (same token) until it answers done"
+            )
+        if result.cleanup == "done" and not result.existed and self._state.version > 0:
+            closed = OperationClosed(
+                f"operation {self.operation_id} was stored but is gone, and the record of how it ended "
+                "has expired: its outcome event says who refunds; do not refund here",
+                details={"closed_by": "unknown"},
+            )
+            self._lost = closed
+            raise closed
+        return result
 
     def rolled_back(self, result: RollbackResult) -> Refund:
         # The state Redis held is the authority; when none was stored, or the rollback is

@@ -223,19 +223,24 @@ class DeferredCleanup:
             )
             self.superseded += 1
         else:
-            if outcome.final == "1":
-                log.warning("deferred rollback found its token already answered as final", extra=where)
-            if not outcome.published:
-                self._publisher.schedule(entry.lock_key, entry.operation_id)
-            self.applied += 1
-            log.info(
-                "deferred rollback applied",
-                extra={
-                    **where,
-                    "deferred_s": round(time.time() - entry.deferred_at, 3),
-                    "existed": outcome.existed,
-                },
-            )
+            if outcome.status == "nothing":
+                # Never stored, or ended so long ago its tombstone is gone (its event was written
+                # then): writing an ending now could pay twice. Its caller, told "deferred", resends.
+                log.warning("deferred rollback found nothing to end; nothing written", extra=where)
+            else:
+                if outcome.final == "1":
+                    log.warning("deferred rollback found its token already answered as final", extra=where)
+                if not outcome.published:
+                    self._publisher.schedule(entry.lock_key, entry.operation_id)
+                self.applied += 1
+                log.info(
+                    "deferred rollback applied",
+                    extra={
+                        **where,
+                        "deferred_s": round(time.time() - entry.deferred_at, 3),
+                        "existed": outcome.existed,
+                    },
+                )
         self._pending.pop((entry.lock_key, entry.operation_id), None)
         self._dirty = True  # rewritten after this round, or retried with backoff if the disk is full
 

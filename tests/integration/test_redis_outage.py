@@ -126,3 +126,23 @@ def _saves(client, state) -> bool:
         return client.save(state).version == 1
     except DrawStateError:
         return False
+
+
+def test_a_deferred_rollback_that_finds_neither_state_nor_tombstone_writes_no_ending(
+    durable_redis, make_config, start_daemon, new_state, caplog
+):
+    """Never stored (or ended so long ago its tombstone is gone): a second terminal event could pay twice."""
+    daemon = start_daemon(make_config(redis_url=durable_redis.url, cleanup_retry_s=0.05))
+    client = daemon.client(timeout=1.0)
+    state = new_state()  # never saved
+    durable_redis.kill()
+    deferred = client.rollback(state.lock_key, state.operation_id, token="never-stored")
+    assert (deferred.cleanup, deferred.final) == ("deferred", False)
+    durable_redis.start()
+    wait_until(lambda: daemon.call(lambda: len(daemon.server.cleanup)) == 0)
+    assert client.audit().items == []  # nothing written: no ending, no tombstone
+    assert any("deferred rollback found nothing to end" in record.getMessage() for record in caplog.records)
+    # The caller, told "deferred" for an operation it never stored, resends: now it is decided.
+    again = client.rollback(state.lock_key, state.operation_id, token="never-stored")
+    assert (again.cleanup, again.existed, again.final) == ("done", False, True)
+    client.close()

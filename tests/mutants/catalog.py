@@ -338,7 +338,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "refund-owed",
         "a refund a rollback caller was told to pay is never owed by the refund worker too",
         "client/drawstate/results.py",
-        (Edit(" and not self.refunded_by_caller", ""),),
+        (
+            Edit(
+                "self.existed and not self.refunded_by_caller and self.ungranted_count",
+                "self.existed and self.ungranted_count",
+            ),
+        ),
         (
             OUTCOMES + "test_outcome_event_carries_what_a_refund_needs",
             "tests/integration/test_cli_outcomes.py::test_refund_worker_pays_each_owed_refund_once_and_skips_what_callers_paid",

@@ -14,6 +14,7 @@ from drawstate import (
     DrawError,
     DrawState,
     MultiDraw,
+    OperationClosed,
     OutcomeUnknown,
     Prize,
     RedisUnavailable,
@@ -24,6 +25,7 @@ from drawstate import (
 )
 from drawstate import resend as resend_module
 from drawstate.client import SaveResult
+from drawstate.results import RollbackResult
 
 GOLD = Prize("gold", "Gold Dragon", 0.1, 500)
 
@@ -177,3 +179,72 @@ def test_state_is_a_copy_that_cannot_change_the_session():
     session.state.results.append(99)
     session.state.metadata["x"] = "y"
     assert session.state.results == [] and session.state.metadata == {}
+
+
+class ScriptedRollbacks:
+    """Answers each rollback with the next scripted outcome (an exception or a RollbackResult)."""
+
+    def __init__(self, *outcomes: Any) -> None:
+        self.outcomes = list(outcomes)
+        self.tokens: list[str] = []
+
+    def rollback(self, state: Any, **kwargs: Any) -> RollbackResult:
+        self.tokens.append(kwargs["token"])
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def _deferred() -> RollbackResult:
+    return RollbackResult(None, "deferred", final=False, existed=False, token="t")
+
+
+def _done(state: DrawState | None, *, final: bool, existed: bool) -> RollbackResult:
+    return RollbackResult(state, "done", final=final, existed=existed, token="t")
+
+
+def test_a_first_rollback_answered_deferred_is_the_streams_to_refund():
+    session = _session(ScriptedRollbacks(_deferred()))
+    refund = session.rollback("test")
+    assert (refund.cleanup, refund.final) == ("deferred", False)
+
+
+def test_a_deferred_answer_after_an_attempt_that_may_have_applied_decides_nothing():
+    # The first attempt may have been settled "this caller pays" with its answer lost; the resend
+    # finds Redis unreachable. Taking "deferred" as "don't refund" would leave the refund unpaid.
+    client = ScriptedRollbacks(SidecarTimeout("no reply"), *[_deferred()] * 100)
+    session = _session(client)
+    with pytest.raises(OutcomeUnknown):
+        session.rollback("test")
+    assert len(set(client.tokens)) == 1 and len(client.tokens) >= 2
+    later = session.state.copy()
+    client.outcomes = [_deferred(), _done(later, final=True, existed=True)]
+    refund = session.rollback("test")  # a later call, Redis back: the stored decision
+    assert (refund.cleanup, refund.final) == ("done", True) and len(set(client.tokens)) == 1
+
+
+def test_a_rollback_resent_with_a_stored_token_never_takes_deferred_as_a_decision():
+    session = _session(ScriptedRollbacks(*[_deferred()] * 100))
+    with pytest.raises(OutcomeUnknown):
+        session.rollback("after a crash", token="stored-token")
+
+
+def test_a_deferred_answer_for_an_operation_never_stored_decides_nothing():
+    session = _session(ScriptedRollbacks(*[_deferred()] * 100), version=0)
+    with pytest.raises(OutcomeUnknown):
+        session.rollback("start never answered")
+
+
+def test_existed_false_for_an_operation_this_session_stored_is_never_refunded_here():
+    # Its tombstone expired: it ended long ago and its terminal event says who refunds.
+    session = _session(ScriptedRollbacks(_done(None, final=True, existed=False)))
+    with pytest.raises(OperationClosed) as caught:
+        session.rollback("late")
+    assert caught.value.details["closed_by"] == "unknown" and session.lost
+
+
+def test_existed_false_for_an_operation_never_stored_is_this_callers_refund():
+    session = _session(ScriptedRollbacks(_done(None, final=True, existed=False)), version=0)
+    refund = session.rollback("never stored")
+    assert refund.final is True

@@ -20,7 +20,7 @@ from drawstate.errors import DrawStateError
 from drawstate.model import DrawState
 from drawstate.refund import Refund
 from drawstate.resend import RESEND_DEADLINE_S, aresend
-from drawstate.results import Durability
+from drawstate.results import Durability, RollbackResult
 from drawstate.session import DrawResult, OnError, SessionCore, new_state
 
 log = logging.getLogger("drawstate.aio.multidraw")
@@ -152,12 +152,16 @@ class AsyncMultiDraw(SessionCore):
         if self._refund is not None:
             return self._refund
         trimmed = self.rollback_reason(reason, token)
-        result = await aresend(
-            self.retry,
-            f"operation {self.operation_id}",
-            lambda: self.client.rollback(self._state, reason=trimmed, token=self.rollback_token),
-        )
-        return self.rolled_back(result)
+
+        async def attempt() -> RollbackResult:
+            try:
+                result = await self.client.rollback(self._state, reason=trimmed, token=self.rollback_token)
+            except DrawStateError as exc:
+                self.rollback_failed(exc)
+                raise
+            return self.judge_rollback(result)
+
+        return self.rolled_back(await aresend(self.retry, f"operation {self.operation_id}", attempt))
 
     async def __aenter__(self) -> AsyncMultiDraw:
         return self

@@ -104,6 +104,9 @@ type MultiDraw struct {
 	unsaved *unsavedSave
 	// rollbackToken is this session's one rollback token: a repeat learns the same outcome.
 	rollbackToken string
+	// rollbackInDoubt: an attempt of this rollback may have reached Redis without its answer
+	// reaching us, so a later "deferred" answer cannot say who pays; only a "done" one can.
+	rollbackInDoubt bool
 }
 
 // unsavedSave is the last save that failed with a retryable error: it may have
@@ -121,7 +124,9 @@ func newSession(client *Client, state DrawState, opts SessionOptions) *MultiDraw
 	if token == "" {
 		token = NewToken()
 	}
-	return &MultiDraw{client: client, opts: opts, state: state.Clone(), rollbackToken: token}
+	// A stored token may have been sent before a crash: its answer is in doubt from the start.
+	return &MultiDraw{client: client, opts: opts, state: state.Clone(), rollbackToken: token,
+		rollbackInDoubt: opts.RollbackToken != ""}
 }
 
 // StartMultiDraw saves the initial state (no draws yet) of a new operation,
@@ -266,7 +271,11 @@ func (m *MultiDraw) Rollback(ctx context.Context, reason string) (Refund, error)
 	err := resend(ctx, m.opts.ResendDeadline, "the rollback of operation "+m.state.OperationID, func() error {
 		var err error
 		result, err = m.client.RollbackState(ctx, &m.state, RollbackOptions{Reason: reason, Token: m.rollbackToken})
-		return err
+		if err != nil {
+			m.rollbackInDoubt = m.rollbackInDoubt || maybeApplied(err)
+			return err
+		}
+		return m.judgeRollback(result)
 	})
 	if err != nil {
 		return Refund{}, err
@@ -281,6 +290,30 @@ func (m *MultiDraw) Rollback(ctx context.Context, reason string) (Refund, error)
 	m.refund = &Refund{State: removed, Cleanup: result.Cleanup, Final: result.Final, Existed: result.Existed,
 		Token: m.rollbackToken}
 	return *m.refund, nil
+}
+
+// judgeRollback says whether this session may act on a rollback answer (docs/recovery.md §4):
+//   - "deferred" tells its caller not to refund for a first attempt only: after an attempt that
+//     may have reached Redis (its answer, maybe "this caller pays", lost), or for an operation this
+//     session never stored, only a "done" answer decides: ErrOutcomeUnknown, resend;
+//   - "done" with Existed false for an operation this session stored: it ended earlier and the
+//     record of how has expired; its outcome event says who refunds: ErrOperationClosed.
+func (m *MultiDraw) judgeRollback(result RollbackResult) error {
+	if result.Cleanup == "deferred" && (m.rollbackInDoubt || m.state.Version == 0) {
+		m.rollbackInDoubt = true
+		return newError(CodeOutcomeUnknown, fmt.Sprintf("rollback of %s deferred (Redis unreachable) after an "+
+			"attempt that may have been applied, or of an operation never stored: who refunds is not known "+
+			"yet; resend the rollback (same token) until it answers done", m.state.OperationID), nil)
+	}
+	if result.Cleanup == "done" && !result.Existed && m.state.Version > 0 {
+		closed := newError(CodeOperationClosed, fmt.Sprintf("operation %s was stored but is gone, and the "+
+			"record of how it ended has expired: its outcome event says who refunds; do not refund here",
+			m.state.OperationID), nil)
+		closed.Details = map[string]any{"closed_by": "unknown"}
+		m.lost = closed
+		return closed
+	}
+	return nil
 }
 
 // RollbackToken is the token this session's rollback goes out with: store it

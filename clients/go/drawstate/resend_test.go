@@ -192,3 +192,57 @@ func TestARollbackLeftInDoubtIsOutcomeUnknownAndItsRepeatSendsTheSameToken(t *te
 		t.Errorf("refund %+v, tokens %v", refund, tokens)
 	}
 }
+
+func TestADeferredAnswerAfterAnAttemptThatMayHaveAppliedDecidesNothing(t *testing.T) {
+	var healed atomic.Bool
+	var first atomic.Bool
+	f := startFake(t, func(_ int, req map[string]any) map[string]any {
+		switch req["op"] {
+		case "save":
+			return ok(req, map[string]any{"version": int64(1), "ttl_s": int64(3600)})
+		case "rollback":
+			if first.CompareAndSwap(false, true) {
+				return failure(req, CodeOutcomeUnknown, true) // maybe decided "this caller pays"
+			}
+			if !healed.Load() { // Redis unreachable now: journaled, "deferred"
+				return ok(req, map[string]any{"state": req["state"], "cleanup": "deferred", "final": false, "existed": false})
+			}
+			return ok(req, map[string]any{"state": req["state"], "cleanup": "done", "final": true, "existed": true})
+		}
+		return ok(req, nil)
+	})
+	c := NewClient(Options{SocketPath: f.path})
+	defer c.Close()
+	ctx := ctxFor(t)
+	draw, err := StartMultiDraw(ctx, c, lockKey(t), 3, StartOptions{SessionOptions: SessionOptions{ResendDeadline: shortResend}})
+	must(t, err)
+	if _, err = draw.Rollback(ctx, "cancelled"); !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("a deferred answer after a doubtful attempt must not decide: %v", err)
+	}
+	healed.Store(true)
+	refund, err := draw.Rollback(ctx, "cancelled")
+	must(t, err)
+	if !refund.Final || !allEqual(tokensOf(f, "rollback")) {
+		t.Errorf("refund %+v", refund)
+	}
+}
+
+func TestExistedFalseForAnOperationThisSessionStoredIsNeverRefundedHere(t *testing.T) {
+	f := startFake(t, func(_ int, req map[string]any) map[string]any {
+		switch req["op"] {
+		case "save":
+			return ok(req, map[string]any{"version": int64(1), "ttl_s": int64(3600)})
+		case "rollback": // its tombstone expired: the operation ended long ago
+			return ok(req, map[string]any{"state": nil, "cleanup": "done", "final": true, "existed": false})
+		}
+		return ok(req, nil)
+	})
+	c := NewClient(Options{SocketPath: f.path})
+	defer c.Close()
+	ctx := ctxFor(t)
+	draw, err := StartMultiDraw(ctx, c, lockKey(t), 3, StartOptions{})
+	must(t, err)
+	if _, err = draw.Rollback(ctx, "late"); !errors.Is(err, ErrOperationClosed) || !draw.Lost() {
+		t.Fatalf("want ErrOperationClosed and a lost session, got %v", err)
+	}
+}

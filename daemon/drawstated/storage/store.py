@@ -81,9 +81,10 @@ class Settled(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class CloseOutcome:
-    """What ending an operation found: done now, or a repeat of the same close (replay)."""
+    """What ending an operation found: done now, a repeat of the same close (replay), or, for a
+    deferred rollback only, nothing to end (neither the state nor a record of its ending)."""
 
-    status: Literal["done", "replay"]
+    status: Literal["done", "replay", "nothing"]
     #: Who pays a rollback's refund: "1" its caller, "0" the outcome stream, "p" not decided yet.
     final: Final
     existed: bool
@@ -348,7 +349,7 @@ class Store:
                 operation_id, reply[1].decode(), "completed" if kind == "complete" else "rolled back"
             )
         final = reply[1].decode()
-        assert status in ("done", "replay") and final in ("1", "0", "p"), reply
+        assert status in ("done", "replay", "nothing") and final in ("1", "0", "p"), reply
         return CloseOutcome(status, final, reply[2] == b"1", reply[3] or None, reply[4] == b"1")
 
     async def settle(

@@ -7,6 +7,7 @@
 -- ARGV: see the named locals below.
 -- Returns {"done", final, existed, removed_state_or_"", published}
 --       | {"replay", final, existed, removed_state_or_"", published}
+--       | {"nothing", "0", "0", "", "1"} (a deferred rollback that found neither state nor tombstone)
 --       | {"closed", kind}
 --
 -- A rollback names its caller with a token. Who pays the refund is decided once ("final" in the
@@ -63,6 +64,13 @@ if state then
     expire_now(k, state, lock_key, operation_id, lease_ms, tomb_ttl_ms, now)
     return {'closed', 'expire'}
   end
+end
+
+if not state and mode == 'deferred' then
+  -- Neither the state nor a record of its ending: the operation was never stored, or it ended so
+  -- long ago that its tombstone is gone (its terminal event was written then). A deferred rollback
+  -- writes nothing here: a second terminal event could pay a refund twice.
+  return {'nothing', '0', '0', '', '1'}
 end
 
 local final = '0'
