@@ -143,6 +143,7 @@ class Client:
         reason: str | None = None,
         token: str | None = None,
         refund_by: RefundBy | None = None,
+        expect_version: int | None = None,
         timeout: float | None = None,
     ) -> RollbackResult: ...
 
@@ -155,6 +156,7 @@ class Client:
         reason: str | None = None,
         token: str | None = None,
         refund_by: RefundBy | None = None,
+        expect_version: int | None = None,
         timeout: float | None = None,
     ) -> RollbackResult: ...
 
@@ -167,6 +169,7 @@ class Client:
         reason: str | None = None,
         token: str | None = None,
         refund_by: RefundBy | None = None,
+        expect_version: int | None = None,
         timeout: float | None = None,
     ) -> RollbackResult:
         """End an operation and learn who pays its refund (`RollbackResult.final`).
@@ -182,9 +185,19 @@ class Client:
             refund_by: "caller" (the default: told `final`, this caller pays) or "stream" (this
                 caller will not pay: a refund worker pays it from the outcome stream; an
                 operator's sweep, say).
+            expect_version: Roll back only if the stored version is this one, else VersionConflict
+                (an operator's sweep skips an operation a game resumed meanwhile). Never deferred:
+                with Redis unreachable it is RedisUnavailable, to resend.
             timeout: Seconds for this call, instead of the client's.
         """
-        request = ops.rollback(target, operation_id, reason=reason, token=token, refund_by=refund_by)
+        request = ops.rollback(
+            target,
+            operation_id,
+            reason=reason,
+            token=token,
+            refund_by=refund_by,
+            expect_version=expect_version,
+        )
         return ops.read_rollback(self._call(request, timeout), request, self.limits)
 
     def complete(self, lock_key: str, operation_id: str, *, timeout: float | None = None) -> bool:

@@ -112,6 +112,7 @@ def rollback(
     reason: str | None,
     token: str | None,
     refund_by: RefundBy | None = None,
+    expect_version: int | None = None,
 ) -> Request:
     """By lock key and operation id, or by the state the caller holds (its ids name the operation)."""
     request: Request = {"op": "rollback", "token": token or new_token()}
@@ -121,7 +122,7 @@ def rollback(
         request.update(lock_key=target, operation_id=operation_id)
     else:
         request["state"] = state_map(target)
-    return _fields(request, reason=reason, refund_by=refund_by)
+    return _fields(request, reason=reason, refund_by=refund_by, expect_version=expect_version)
 
 
 def read_rollback(reply: Reply, request: Request, limits: Limits) -> RollbackResult:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from drawstate import DrawError, Prize
+from drawstate import DrawError, Prize, VersionConflict
 from tests.support.waiting import wait_until
 
 
@@ -209,3 +209,18 @@ def test_audit_newest_reads_the_last_events_oldest_first_and_its_cursor_follows_
     client.complete(later.lock_key, later.operation_id)
     followed = client.audit(cursor=last.cursor)
     assert [e.operation_id for e in followed.items] == [later.operation_id]
+
+
+def test_a_rollback_guarded_by_a_version_that_moved_on_changes_nothing(client, new_state):
+    state = new_state(completed_count=1, results=[1])
+    client.save(state)
+    state.completed_count, state.results = 2, [1, 2]
+    client.save(state, expect_version=1)  # a game resumed it after an operator listed version 1
+    with pytest.raises(VersionConflict) as caught:
+        client.rollback(state.lock_key, state.operation_id, expect_version=1, refund_by="stream")
+    assert caught.value.details["stored_version"] == 2
+    assert client.load(state.lock_key, state.operation_id).results == [1, 2]  # untouched
+    done = client.rollback(state.lock_key, state.operation_id, expect_version=2, token="guarded")
+    assert (done.existed, done.final) == (True, True)
+    again = client.rollback(state.lock_key, state.operation_id, expect_version=7, token="guarded")
+    assert (again.existed, again.final) == (True, True)  # a repeat gets the stored answer

@@ -146,3 +146,16 @@ def test_a_deferred_rollback_that_finds_neither_state_nor_tombstone_writes_no_en
     again = client.rollback(state.lock_key, state.operation_id, token="never-stored")
     assert (again.cleanup, again.existed, again.final) == ("done", False, True)
     client.close()
+
+
+def test_a_version_guarded_rollback_is_never_deferred(own_redis, make_config, start_daemon, new_state):
+    daemon = start_daemon(make_config(redis_url=own_redis.url))
+    client = daemon.client(timeout=1.0)
+    state = new_state()
+    client.save(state)
+    own_redis.kill()
+    with pytest.raises(DrawStateError) as caught:
+        client.rollback(state.lock_key, state.operation_id, expect_version=1, refund_by="stream")
+    assert (caught.value.code, caught.value.retryable) == ("redis_unavailable", True)
+    assert daemon.call(lambda: len(daemon.server.cleanup)) == 0  # nothing journaled
+    client.close()

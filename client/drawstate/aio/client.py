@@ -115,6 +115,7 @@ class AsyncClient:
         reason: str | None = None,
         token: str | None = None,
         refund_by: RefundBy | None = None,
+        expect_version: int | None = None,
         timeout: float | None = None,
     ) -> RollbackResult: ...
 
@@ -127,6 +128,7 @@ class AsyncClient:
         reason: str | None = None,
         token: str | None = None,
         refund_by: RefundBy | None = None,
+        expect_version: int | None = None,
         timeout: float | None = None,
     ) -> RollbackResult: ...
 
@@ -139,10 +141,18 @@ class AsyncClient:
         reason: str | None = None,
         token: str | None = None,
         refund_by: RefundBy | None = None,
+        expect_version: int | None = None,
         timeout: float | None = None,
     ) -> RollbackResult:
         """End an operation and learn who pays its refund (see Client.rollback)."""
-        request = ops.rollback(target, operation_id, reason=reason, token=token, refund_by=refund_by)
+        request = ops.rollback(
+            target,
+            operation_id,
+            reason=reason,
+            token=token,
+            refund_by=refund_by,
+            expect_version=expect_version,
+        )
         return ops.read_rollback(await self._call(request, timeout), request, self.limits)
 
     async def complete(self, lock_key: str, operation_id: str, *, timeout: float | None = None) -> bool:

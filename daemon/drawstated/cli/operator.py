@@ -278,8 +278,9 @@ def recover(
     """Sweep abandoned operations: report them, or roll each back with a reason.
 
     A rollback here asks the outcome stream to pay (`refund_by: "stream"`): the refund worker
-    refunds what each had not granted, exactly once. An operation a game resumed, completed or
-    rolled back meanwhile is skipped. Exit 1 when nothing was abandoned.
+    refunds what each had not granted, exactly once. Each rollback requires the version listed,
+    so an operation a game resumed (saved), completed or rolled back meanwhile is skipped.
+    Exit 1 when nothing was abandoned.
     """
     report: list[dict[str, Any]] = []
     try:
@@ -315,9 +316,13 @@ def recover(
 
 def _roll_back(client: Any, item: PendingItem, reason: str) -> str:
     try:
-        result = client.rollback(item.lock_key, item.operation_id, reason=reason, refund_by="stream")
-    except (OperationClosed, VersionConflict):
+        result = client.rollback(
+            item.lock_key, item.operation_id, reason=reason, refund_by="stream", expect_version=item.version
+        )
+    except OperationClosed:
         return "skipped (ended)"
+    except VersionConflict:
+        return "skipped (resumed)"  # saved since it was listed: a game has it again
     if result.cleanup == "deferred":
         return "deferred"
     return "rolled back" if result.existed else "skipped (gone)"

@@ -53,6 +53,7 @@ class Rollback:
         # Without a token a resend counts as another caller: it can never be told "final" twice.
         token = fields.token(request) or secrets.token_hex(8)
         caller_pays = fields.refund_by(request) == "caller"
+        expect_version = fields.expect_version(request)
         pending = ctx.cleanup.get((lock_key, operation_id))
         if pending is not None:
             if pending.token != token:
@@ -68,11 +69,14 @@ class Rollback:
                 now + (usable - now) * CLOSE_SHARE,
                 token=token,
                 reason=reason,
+                expect_version=expect_version,
             )
         except errors.RequestError as exc:
             expired_here(ctx, lock_key, operation_id, exc)
             if exc.code not in (protocol.REDIS_UNAVAILABLE, protocol.DEADLINE_EXCEEDED):
                 raise
+            if expect_version is not None:
+                raise  # a guarded rollback is never deferred: the guard can only be checked in Redis
             return self._defer(lock_key, operation_id, reason, token, carried)
         state, problem = removed_state(outcome, operation_id, ctx.limits)
         final = await self._settle(

@@ -335,18 +335,30 @@ class Store:
         mode: Mode = "direct",
         token: str = "",
         reason: str = "",
+        expect_version: int | None = None,
     ) -> CloseOutcome:
-        """Roll back or complete: remove the state, leave the tombstone (close.lua)."""
+        """Roll back or complete: remove the state, leave the tombstone (close.lua).
+
+        `expect_version`: only if the stored version is that one (else version_conflict).
+        """
+        expect = "" if expect_version is None else expect_version
         reply = await self.commands.script(
             "close",
             deadline,
             self._operation_keys(lock_key, operation_id),
-            [kind, mode, token, reason, operation_id, lock_key, self.tomb_ttl_ms, self.lease_ms],
+            [kind, mode, token, reason, operation_id, lock_key, self.tomb_ttl_ms, self.lease_ms, expect],
         )
         status = reply[0].decode()
         if status == "closed":
             raise closed_error(
                 operation_id, reply[1].decode(), "completed" if kind == "complete" else "rolled back"
+            )
+        if status == "conflict":
+            stored = int(reply[1])
+            raise errors.RequestError(
+                protocol.VERSION_CONFLICT,
+                f"expected version {expect_version}, stored version is {stored}; nothing was rolled back",
+                stored_version=stored,
             )
         final = reply[1].decode()
         assert status in ("done", "replay", "nothing") and final in ("1", "0", "p"), reply

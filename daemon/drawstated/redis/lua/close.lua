@@ -8,6 +8,7 @@
 -- Returns {"done", final, existed, removed_state_or_"", published}
 --       | {"replay", final, existed, removed_state_or_"", published}
 --       | {"nothing", "0", "0", "", "1"} (a deferred rollback that found neither state nor tombstone)
+--       | {"conflict", stored_version} (expect given and not the stored version: nothing changed)
 --       | {"closed", kind}
 --
 -- A rollback names its caller with a token. Who pays the refund is decided once ("final" in the
@@ -27,6 +28,7 @@ local operation_id = ARGV[5]
 local lock_key = ARGV[6]
 local tomb_ttl_ms = tonumber(ARGV[7])
 local lease_ms = tonumber(ARGV[8])
+local expect = ARGV[9]          -- the stored version required, "" when any (a direct rollback only)
 
 local k = op_keys()
 local now = now_ms()
@@ -63,6 +65,13 @@ if state then
   if expires and expires <= now then
     expire_now(k, state, lock_key, operation_id, lease_ms, tomb_ttl_ms, now)
     return {'closed', 'expire'}
+  end
+end
+
+if expect ~= '' then
+  local stored_version = version_of(state)
+  if stored_version ~= tonumber(expect) then
+    return {'conflict', tostring(stored_version)}
   end
 end
 

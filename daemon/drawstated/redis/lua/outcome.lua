@@ -60,6 +60,19 @@ local function expires_at(raw)
   return tonumber(string.match(string.sub(raw, -48), ',"_expires":(%d+)}$'))
 end
 
+-- The stored version of a state (0 for none): read from the tail this daemon writes, else decoded.
+local function version_of(raw)
+  if not raw then
+    return 0
+  end
+  local version = string.match(string.sub(raw, -256), ',"version":(%d+),"_token":"[%w_%-]*","_expires":%d+}$')
+  if version then
+    return tonumber(version)
+  end
+  local ok, decoded = pcall(cjson.decode, raw)
+  return ok and type(decoded) == 'table' and tonumber(decoded['version']) or 0
+end
+
 -- The event fields (flat, for XADD) of a tombstone's fields.
 local function event_fields(t)
   local refunded = (t['kind'] == 'rollback' and t['final'] == '1') and '1' or '0'
