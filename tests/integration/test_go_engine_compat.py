@@ -3,7 +3,8 @@
 The documents are built the way the daemon stores them (canonical JSON with
 operation_id, metadata, then version, `_token` and `_expires` appended as the
 save script does) and read by clients/go/internal/enginefixtures' decode mode,
-which is the engine's struct and json.Unmarshal. Skips without Go.
+which is the engine's struct and json.Unmarshal; and the bytes real saves left in Redis, read back.
+Skips without Go.
 """
 
 from __future__ import annotations
@@ -99,3 +100,21 @@ def test_engine_refuses_what_is_not_json_and_says_so(engine_decoder):
     [engine] = engine_decode(engine_decoder, [b'{"lock_key":"u","total_count":'])
     assert "error" in engine
     assert "state" not in engine
+
+
+def test_what_a_real_save_leaves_in_redis_decodes_into_the_engine_struct(
+    engine_decoder, client, new_state, rdb
+):
+    """Not a document built here: the bytes a daemon's save.lua wrote, read back from Redis, whatever
+    its tail holds now (version, token, digest, expiry)."""
+    prize = {"id": "gold", "name": "Gold <Dragon> & \u00e9", "probability": 0.1, "value": 500}
+    state = new_state(lock_key="engine:real", completed_count=2, results=[7, 9])
+    state_dict = {**state.to_dict(), "prize_results": [prize, prize]}
+    client.save(state_dict)
+    state_dict["completed_count"], state_dict["results"] = 3, [7, 9, 11]
+    state_dict["prize_results"] = [prize, prize, prize]
+    client.save(state_dict, expect_version=1)
+    stored = rdb.get(f"lottery:state:{{engine:real}}:{state.operation_id}")
+    assert stored.endswith(b"}") and b'"version":2' in stored
+    [engine] = engine_decode(engine_decoder, [stored])
+    assert_engine_read(engine, state_dict)
