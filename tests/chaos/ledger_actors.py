@@ -1,11 +1,16 @@
 """The ledger test's processes: game processes and recovery workers that write what they grant and refund.
 
-Run as `python -m tests.chaos.ledger_actors game|recovery|resolve ...`. Each process appends
-JSON lines to its own ledger file (one file per process, flushed line by line, so a SIGKILL
-loses at most the line being written):
+Run as `python -m tests.chaos.ledger_actors game|recovery|resolve ...`. Each process grants
+through the game backend's database (`backend.db` in the ledger directory: the `grants` table of
+examples/refund_worker.py, keyed by (operation id, draw index), which the refund worker grants
+through too, so a draw is granted once whoever gets there first), and appends JSON lines to its
+own ledger file (one file per process, flushed line by line, so a SIGKILL loses at most the line
+being written):
 
     {"k": "start",    "op", "lock", "total"}        the operation exists (its first save returned)
-    {"k": "grant",    "op", "idx", "r"}             draw idx was granted to the player, with result r
+    {"k": "grant",    "op", "idx", "r", "new", "by"} draw idx was granted with result r (new: by this
+                                                    call, as `by`; else granted before: a no-op)
+    {"k": "in-doubt", "op", "idx", "r"}             record of draw idx ended OutcomeUnknown: not granted
     {"k": "intent",   "op", "lock", "token"}        about to roll back with this token (before the call)
     {"k": "rollback", "op", "final", "existed", "cleanup", "draws", "total"}
                                                     the answer; final: this process paid the refund
@@ -24,12 +29,15 @@ import contextlib
 import json
 import os
 import random
+import sqlite3
 import sys
 import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from examples.refund_worker import SCHEMA, grant_once
 
 from drawstate import (
     Client,
@@ -40,25 +48,48 @@ from drawstate import (
     OutcomeUnknown,
     VersionConflict,
 )
+from drawstate.multidraw import DrawResult
 
 #: Each call's timeout, and how long MultiDraw resends a save or a rollback before OutcomeUnknown.
 CALL_TIMEOUT_S = 1.0
 RESEND_DEADLINE_S = 2.0
+#: The game backend's database in the ledger directory: grants (and the refund worker's refunds).
+BACKEND = "backend.db"
+#: How long a grant waits for another process's write to the backend database (2 cores, 8 writers).
+BACKEND_BUSY_S = 30.0
+
+
+def open_backend(directory: Path) -> sqlite3.Connection:
+    """The shared backend database, in WAL mode so the game processes and the worker write side by side."""
+    backend = sqlite3.connect(directory / BACKEND, timeout=BACKEND_BUSY_S)
+    backend.execute("PRAGMA journal_mode = WAL")
+    for statement in SCHEMA:
+        backend.execute(statement)
+    return backend
 
 
 class Ledger:
-    """This process's ledger file: one JSON object a line, flushed at once."""
+    """This process's ledger file (one JSON object a line, flushed at once) and its backend connection."""
 
     def __init__(self, directory: Path, name: str) -> None:
+        self.name = name
         self.path = directory / f"{name}-{os.getpid()}.jsonl"
         self._file = open(self.path, "a", buffering=1)  # noqa: SIM115  # open for the process's life
+        self.backend = open_backend(directory)
 
     def write(self, **entry: Any) -> None:
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
 
+    def grant(self, operation_id: str, index: int, result: int) -> None:
+        """Grant one draw through the backend, idempotently by (operation id, draw index), as a game does."""
+        with self.backend:
+            new = grant_once(self.backend, operation_id, index, json.dumps(result), self.name)
+        self.write(k="grant", op=operation_id, idx=index, r=result, new=new, by=self.name)
+
     def close(self) -> None:
         self._file.close()
+        self.backend.close()
 
 
 def read_ledgers(directory: Path, prefix: str = "") -> Iterator[dict[str, Any]]:
@@ -79,7 +110,19 @@ def granted_indexes(state: DrawState) -> list[int]:
 def grant_state(ledger: Ledger, state: DrawState) -> None:
     """Grant every result in the state again: owed to the player; the ledger keys grants by (op, idx)."""
     for index, result in zip(granted_indexes(state), state.results, strict=False):
-        ledger.write(k="grant", op=state.operation_id, idx=index, r=result)
+        ledger.grant(state.operation_id, index, result)
+
+
+def record(ledger: Ledger, draw: MultiDraw, result: DrawResult) -> int:
+    """Record one draw; an OutcomeUnknown is written down (the draw is in doubt: not granted) and raised."""
+    index = draw.next_draw_index
+    try:
+        return draw.record(result)
+    except OutcomeUnknown:
+        ledger.write(
+            k="in-doubt", op=draw.operation_id, idx=index, r=result if isinstance(result, int) else None
+        )
+        raise
 
 
 def roll_back(ledger: Ledger, draw: MultiDraw, reason: str) -> None:
@@ -141,11 +184,11 @@ def _play(draw: MultiDraw, ledger: Ledger, rng: random.Random) -> None:
             return  # abandoned: the game forgets it (a recovery worker or expiry ends it)
         index = draw.next_draw_index
         if rng.random() < 0.15:
-            draw.record(RuntimeError("inventory service timed out"))  # a failed draw: grants nothing
+            record(ledger, draw, RuntimeError("inventory service timed out"))  # failed: grants nothing
         else:
             value = draw_value(draw.operation_id, index)
-            draw.record(value)
-            ledger.write(k="grant", op=draw.operation_id, idx=index, r=value)  # only after record
+            record(ledger, draw, value)
+            ledger.grant(draw.operation_id, index, value)  # only after record returned
     if rng.random() < 0.3:
         roll_back(ledger, draw, "player cancelled")
     else:
@@ -194,11 +237,11 @@ def _finish(draw: MultiDraw, ledger: Ledger, rng: random.Random) -> None:
     while not draw.finished:
         index = draw.next_draw_index
         if rng.random() < 0.1:
-            draw.record(RuntimeError("prize service down"))
+            record(ledger, draw, RuntimeError("prize service down"))
             continue
         value = draw_value(draw.operation_id, index)
-        draw.record(value)
-        ledger.write(k="grant", op=draw.operation_id, idx=index, r=value)
+        record(ledger, draw, value)
+        ledger.grant(draw.operation_id, index, value)
     draw.complete()
     ledger.write(k="complete", op=draw.operation_id)
 

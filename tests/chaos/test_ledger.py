@@ -4,16 +4,23 @@ Two hosts share one redis-server: host A's daemon reaches it through a proxy the
 restores, host B's directly. Game processes on both hosts run multi-draws (tests/chaos/
 ledger_actors.py) and are SIGKILLed at random; a recovery worker on each host resumes or rolls
 back what they abandon; both daemons are SIGKILLed and restarted; short TTLs let operations
-expire; the refund worker of examples/refund_worker.py pays what the outcome stream owes. Every
-process writes what it granted and refunded. When the chaos stops, whatever is left is settled
+expire; the refund worker of examples/refund_worker.py settles what the outcome stream owes:
+it grants the recorded draws no game granted and refunds the rest. Every process grants through
+one backend database (the worker's grants table, keyed by operation id and draw index) and
+writes what it granted and refunded. Before the chaos, a scenario phase (ledger_scenarios.py)
+forces each money path a seed could miss. When the chaos stops, whatever is left is settled
 (open rollbacks resent with their stored token, live operations rolled back), and the ledger is
-checked against the four invariants of docs/recovery.md for every operation (ledger_check.py).
+checked against the four invariants of docs/recovery.md for every operation (ledger_check.py):
+every result in a final state granted exactly once, refunds covering exactly the rest. The run
+prints how often each money path was taken and fails if one never was.
 
-The default run is bounded (DRAWSTATE_LEDGER_SECONDS, 40 s); `-m slow` runs ten minutes.
+The default run is bounded (DRAWSTATE_LEDGER_SECONDS, 35 s of chaos after about 10 s of
+scenarios); `-m slow` runs ten minutes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -25,6 +32,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +43,9 @@ from drawstate import Client, DrawStateError, MultiDraw
 from drawstate.limits import DEFAULT_LIMITS
 from drawstated.storage.stream import event_item
 from testbed.redis_proc import RedisProcess
-from tests.chaos.ledger_actors import Ledger, read_ledgers, roll_back
-from tests.chaos.ledger_check import check
+from tests.chaos.ledger_actors import BACKEND, Ledger, open_backend, read_ledgers, roll_back
+from tests.chaos.ledger_check import MONEY_PATHS, Grant, check
+from tests.chaos.ledger_scenarios import force_money_paths
 from tests.support.daemon import DaemonProcess
 from tests.support.proxy import TcpProxy
 
@@ -110,20 +119,26 @@ class Chaos:
             )  # fmt: skip
 
     def start(self) -> None:
+        """The daemons and the refund worker, the forced scenarios, then the game processes."""
+        open_backend(self.ledger).close()  # the shared database, in WAL mode before anyone writes
         for host in self.hosts:
             host.directory.mkdir()
             host.start_daemon()
+        self.start_refund_worker()
+        began = time.monotonic()
+        force_money_paths(self.ledger, self.hosts[0].socket, self.hosts[1].socket, self.proxy, self.redis)
+        self.counts["scenario phase seconds"] = round(time.monotonic() - began)
+        for host in self.hosts:
             for i in range(GAMES_PER_HOST):
                 name = f"game-{host.name}{i}"
                 host.games[name] = self.actor(host, "game", name)
             host.recovery = self.actor(host, "recovery", f"recovery-{host.name}", "--older-than", "3")
-        self.start_refund_worker()
 
     def start_refund_worker(self) -> None:
         host = self.hosts[1]
         with open(self.root / "refund-worker.log", "ab") as log:
             self.refund_worker = subprocess.Popen(
-                [sys.executable, str(REFUND_WORKER), "--ledger", str(self.root / "refunds.db"),
+                [sys.executable, str(REFUND_WORKER), "--ledger", str(self.ledger / BACKEND),
                  "--consumer", "worker-1", "--claim-idle", "5000"],
                 env=self.env(host), stdout=log, stderr=log,
             )  # fmt: skip
@@ -238,7 +253,7 @@ def _quiet(chaos: Chaos) -> bool:
 def _drain_refunds(chaos: Chaos) -> None:
     host = chaos.hosts[1]
     result = subprocess.run(
-        [sys.executable, str(REFUND_WORKER), "--ledger", str(chaos.root / "refunds.db"),
+        [sys.executable, str(REFUND_WORKER), "--ledger", str(chaos.ledger / BACKEND),
          "--consumer", "worker-1", "--claim-idle", "1", "--stop-when-idle"],
         env=chaos.env(host), capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
@@ -250,9 +265,18 @@ def verdict_of(chaos: Chaos) -> Any:
         entries = rdb.xrange("lottery:audit")
         states_left = [key.decode().rsplit(":", 1)[1] for key in rdb.keys("lottery:state:*")]
     events = [event_item(entry_id, fields, DEFAULT_LIMITS) for entry_id, fields in entries]
-    with sqlite3.connect(chaos.root / "refunds.db") as db:
+    with closing(sqlite3.connect(chaos.ledger / BACKEND)) as db:
         stream_refunds = dict(db.execute("SELECT operation_id, draws FROM refunds").fetchall())
-    return check(read_ledgers(chaos.ledger), events, stream_refunds, states_left)
+        grants = [
+            Grant(op, idx, json.loads(result), by)
+            for op, idx, result, by in db.execute(
+                "SELECT operation_id, draw_index, result, granted_by FROM grants"
+            )
+        ]
+        parked = [op for (op,) in db.execute("SELECT operation_id FROM manual")]
+    return check(
+        read_ledgers(chaos.ledger), events, stream_refunds, states_left, grants=grants, parked=parked
+    )
 
 
 @pytest.fixture
@@ -289,14 +313,18 @@ def _run(chaos: Chaos, seconds: float, chaos_report: dict[str, Any]) -> None:
     chaos_report[f"ledger ({seconds:.0f} s, DRAWSTATE_LEDGER_SEED={chaos.seed})"] = dict(
         sorted(counts.items())
     )
-    print(f"ledger counts: {dict(sorted(counts.items()))}")
+    print("ledger counts:")
+    for name, count in sorted(counts.items()):
+        print(f"  {name}: {count}")
     assert verdict.counts["operations"] > 20
     assert not verdict.violations, "\n".join(verdict.violations[:50])
+    never = [name for name in MONEY_PATHS if not verdict.counts[name]]
+    assert not never, f"money paths this run never took: {never}"
 
 
 @pytest.mark.timeout(300)
 def test_every_paid_draw_is_delivered_or_refunded_exactly_once_under_chaos(chaos, chaos_report):
-    _run(chaos, float(os.environ.get("DRAWSTATE_LEDGER_SECONDS", "40")), chaos_report)
+    _run(chaos, float(os.environ.get("DRAWSTATE_LEDGER_SECONDS", "35")), chaos_report)
 
 
 @pytest.mark.slow
