@@ -22,6 +22,8 @@ reading them (save.lua).
 from __future__ import annotations
 
 import hashlib
+import itertools
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,7 +37,9 @@ EXPIRES_FIELD = "_expires"
 DIGEST_FIELD = "_digest"
 #: The lists of recorded draws, which a save may only append to, in their order in the document.
 DRAW_LISTS = ("results", "prize_results", "errors")
-_LIST_KEYS = tuple(f',"{name}":['.encode() for name in DRAW_LISTS)
+_RESULTS_KEY, _PRIZES_KEY, _ERRORS_KEY = (f',"{name}":['.encode() for name in DRAW_LISTS)
+#: Each draw list's text length and SHA-256, as hashed into the digest.
+_LISTS_RECORD = struct.Struct(">" + "Q32s" * len(DRAW_LISTS))
 #: What follows the last draw list: its closing bracket, then the field after the lists.
 _AFTER_LISTS = b'],"start_time":'
 #: Written by the daemon in this order; the save script appends version and token itself.
@@ -74,49 +78,39 @@ def draw_lists(head: bytes, state: Mapping[str, Any]) -> tuple[memoryview, memor
 
     `head` is encode_head(state). A key such as `,"errors":[` is found only where it is a key:
     inside a JSON string every quote is escaped, so its unescaped `,"` cannot occur there. The
-    searches skip the long lists: results and prizes by their keys from the front (results hold
-    no quote to stop at), errors and the end of the lists from the back.
+    searches skip the long lists: the results and prizes keys are found from the front (results
+    hold no quote to stop at), the errors key and the end of the lists from the back.
     """
     view = memoryview(head)
-    present = [bool(state.get(name)) for name in DRAW_LISTS]
-    if not any(present):
-        return view[0:0], view[0:0], view[0:0]
+    empty = view[0:0]
+    get = state.get
+    results, prizes, errors = bool(get("results")), bool(get("prize_results")), bool(get("errors"))
+    if not (results or prizes or errors):
+        return empty, empty, empty
     end = head.rfind(_AFTER_LISTS)
-    keys_at = [-1, -1, -1]
-    at = 0
-    for i in (0, 1):
-        if present[i]:
-            keys_at[i] = at = head.find(_LIST_KEYS[i], at)
-    if present[2]:
-        keys_at[2] = head.rfind(_LIST_KEYS[2], at, end)
-    texts = []
-    for i in range(len(DRAW_LISTS)):
-        if not present[i]:
-            texts.append(view[0:0])
-            continue
-        following = [keys_at[j] - 1 for j in range(i + 1, len(DRAW_LISTS)) if present[j]]
-        texts.append(view[keys_at[i] + len(_LIST_KEYS[i]) : following[0] if following else end])
-    return texts[0], texts[1], texts[2]
+    results_at = head.find(_RESULTS_KEY) if results else 0
+    prizes_at = head.find(_PRIZES_KEY, results_at) if prizes else results_at
+    errors_at = head.rfind(_ERRORS_KEY, prizes_at, end) if errors else end + 1
+    # A list ends at the bracket before the next present list's key, or at the end of the lists.
+    prizes_end = errors_at - 1
+    results_end = prizes_at - 1 if prizes else prizes_end
+    return (
+        view[results_at + len(_RESULTS_KEY) : results_end] if results else empty,
+        view[prizes_at + len(_PRIZES_KEY) : prizes_end] if prizes else empty,
+        view[errors_at + len(_ERRORS_KEY) : end] if errors else empty,
+    )
 
 
-def identity_digest(state: Mapping[str, Any]) -> bytes:
-    """SHA-256 of what the first save fixes: total_count, start_time and the metadata (as a map)."""
-    metadata = state.get("metadata")
-    fixed = [
-        state.get("total_count"),
-        state.get("start_time"),
-        dict(sorted(metadata.items())) if metadata else None,
-    ]
-    return hashlib.sha256(orjson.dumps(fixed)).digest()
+def identity_text(state: Mapping[str, Any]) -> bytes:
+    """What the first save fixes, as one JSON text: total_count, start_time, metadata (keys sorted)."""
+    fixed = (state.get("total_count"), state.get("start_time"), state.get("metadata") or None)
+    return orjson.dumps(fixed, option=orjson.OPT_SORT_KEYS)
 
 
-def state_digest(identity: bytes, lists: Sequence[tuple[int, bytes]]) -> str:
-    """The `_digest` (hex): an identity digest and each draw list's (text length, SHA-256), hashed."""
-    digest = hashlib.sha256(identity)
-    for length, list_hash in lists:
-        digest.update(length.to_bytes(8, "big"))
-        digest.update(list_hash)
-    return digest.hexdigest()
+def state_digest(identity: bytes, lengths: Sequence[int], hashes: Sequence[bytes]) -> str:
+    """The `_digest` (hex SHA-256) of an identity_text and each draw list's text length and SHA-256."""
+    record = _LISTS_RECORD.pack(*itertools.chain.from_iterable(zip(lengths, hashes, strict=True)))
+    return hashlib.sha256(record + identity).hexdigest()
 
 
 def encode_state(state: Mapping[str, Any]) -> bytes:

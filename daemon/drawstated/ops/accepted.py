@@ -58,7 +58,7 @@ import orjson
 
 from drawstate.limits import Limits
 from drawstate.rules import Recorded, check_appended, check_state, recorded
-from drawstated.codec import StateTooLarge, draw_lists, encode_head, identity_digest, state_digest
+from drawstated.codec import StateTooLarge, draw_lists, encode_head, identity_text, state_digest
 
 _COMMA = ord(",")
 
@@ -68,8 +68,8 @@ class Accepted(NamedTuple):
 
     recorded: Recorded
     #: Per draw list (codec.DRAW_LISTS): the length of its text between the brackets, and its SHA-256.
-    lengths: tuple[int, int, int]
-    hashes: tuple[bytes, bytes, bytes]
+    lengths: tuple[int, ...]
+    hashes: tuple[bytes, ...]
 
 
 class CheckedSave(NamedTuple):
@@ -131,39 +131,61 @@ def check_save(state: Mapping[str, Any], limits: Limits, previous: Accepted | No
         except (StateTooLarge, orjson.JSONEncodeError):
             pass  # the full check below says what is wrong, as it would have without an entry
         else:
-            checked, extends = _digested(state, head, previous)
-            if not extends:
+            lists = _ListDigests.of(head, state, previous)
+            if not lists.extends:
                 check_state(state, limits)
-            return checked
+            return lists.checked(state, head)
     check_state(state, limits)
-    return _digested(state, encode_head(state, limits), previous)[0]
+    head = encode_head(state, limits)
+    return _ListDigests.of(head, state, previous).checked(state, head)
 
 
-def _digested(state: Mapping[str, Any], head: bytes, previous: Accepted | None) -> tuple[CheckedSave, bool]:
-    """The save of a valid state's head, and whether its lists start with exactly `previous`'s."""
-    identity = identity_digest(state)
-    lengths: list[int] = []
-    hashes: list[bytes] = []
-    claimed: list[tuple[int, bytes]] = []
-    extends = boundaries = previous is not None
-    for i, text in enumerate(draw_lists(head, state)):
-        size = len(text)
-        lengths.append(size)
-        known = -1 if previous is None else previous.lengths[i]
-        if known < 0 or known > size or (0 < known < size and text[known] != _COMMA):
-            extends = boundaries = False
-            hashes.append(hashlib.sha256(text).digest())
-            continue
-        digest = hashlib.sha256(text[:known])
-        prefix = digest.digest()
-        digest.update(text[known:])
-        hashes.append(digest.digest())
-        claimed.append((known, prefix))
-        if previous is None or prefix != previous.hashes[i]:
-            extends = False
-    accepted = Accepted(
-        recorded(state), (lengths[0], lengths[1], lengths[2]), (hashes[0], hashes[1], hashes[2])
-    )
-    full = state_digest(identity, list(zip(lengths, hashes, strict=True)))
-    claim = state_digest(identity, claimed) if boundaries else ""
-    return CheckedSave(head, full, claim, accepted), extends
+class _ListDigests(NamedTuple):
+    """Each draw list's text length and SHA-256 in a head, and the same of its first bytes."""
+
+    lengths: tuple[int, ...]
+    hashes: tuple[bytes, ...]
+    #: At the lengths of `previous`'s lists: empty when one does not end between two elements there.
+    known_lengths: tuple[int, ...]
+    known_hashes: tuple[bytes, ...]
+    #: The lists start with exactly `previous`'s.
+    extends: bool
+
+    @classmethod
+    def of(cls, head: bytes, state: Mapping[str, Any], previous: Accepted | None) -> _ListDigests:
+        """Hashes of the head's lists (any head: a state's validity is judged elsewhere)."""
+        lengths: list[int] = []
+        hashes: list[bytes] = []
+        known_lengths: list[int] = []
+        known_hashes: list[bytes] = []
+        extends = boundaries = previous is not None
+        for i, text in enumerate(draw_lists(head, state)):
+            size = len(text)
+            known = -1 if previous is None else previous.lengths[i]
+            lengths.append(size)
+            if known < 0 or known > size or (0 < known < size and text[known] != _COMMA):
+                extends = boundaries = False
+                hashes.append(hashlib.sha256(text).digest())
+                continue
+            digest = hashlib.sha256(text[:known])
+            prefix = digest.digest()
+            digest.update(text[known:])
+            hashes.append(digest.digest())
+            known_lengths.append(known)
+            known_hashes.append(prefix)
+            if previous is None or prefix != previous.hashes[i]:
+                extends = False
+        if not boundaries:
+            known_lengths, known_hashes = [], []
+        return cls(tuple(lengths), tuple(hashes), tuple(known_lengths), tuple(known_hashes), extends)
+
+    def checked(self, state: Mapping[str, Any], head: bytes) -> CheckedSave:
+        """The save of a state that passed the rules, with this head."""
+        identity = identity_text(state)
+        claim = state_digest(identity, self.known_lengths, self.known_hashes) if self.known_lengths else ""
+        return CheckedSave(
+            head,
+            state_digest(identity, self.lengths, self.hashes),
+            claim,
+            Accepted(recorded(state), self.lengths, self.hashes),
+        )
