@@ -32,6 +32,15 @@ MONEY_PATHS = (
     "draws granted by the refund worker",
     "refunds parked for a person",
 )
+#: Counted and printed even when zero, with the money paths: a zero is worth seeing.
+ALWAYS_COUNTED = (
+    *MONEY_PATHS,
+    *(f"ended by {event}" for event in TERMINAL),
+    "draws granted by the game",
+    "draws refunded",
+    "rollbacks answered not final",
+    "terminal events written twice (identical)",
+)
 
 
 @dataclass
@@ -139,7 +148,7 @@ def check(
         verdict.fail(operation_id, "invariant 4: its state is still in Redis after it ended")
     verdict.counts["operations"] = len(started | set(endings))
     verdict.counts["rollbacks answered not final"] = len(answered_not_final)
-    for name in MONEY_PATHS:
+    for name in ALWAYS_COUNTED:
         verdict.counts[name] += 0  # printed even when zero
     return verdict
 

@@ -21,6 +21,7 @@ phase forces each one, through the same ledger and backend as every other proces
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,8 +31,10 @@ from testbed.redis_proc import RedisProcess
 from tests.chaos.ledger_actors import Ledger, draw_value, grant_state, record, roll_back
 from tests.support.proxy import TcpProxy
 
-#: Each call's timeout, and how long a scenario save is resent before OutcomeUnknown.
-CALL_TIMEOUT_S = 2.0
+#: Each call's timeout: above the daemons' --max-deadline-ms (2 s), so a rollback host A defers
+#: (after 60 % of that deadline) is answered well within it, even on two busy cores.
+CALL_TIMEOUT_S = 4.0
+#: How long a scenario save is resent before OutcomeUnknown.
 RESEND_DEADLINE_S = 2.0
 #: The TTL of the in-doubt operation: it expires while the next scenarios run.
 IN_DOUBT_TTL_S = 2
@@ -105,9 +108,9 @@ def _deferred_and_superseded(ledger: Ledger, a: Client, b: Client, proxy: TcpPro
     proxy.cut()
     try:
         for draw in (ungranted, taken):
-            roll_back(ledger, draw, "scenario: gave up during an outage")
-            refund = draw.rollback()
-            assert (refund.final, refund.cleanup) == (False, "deferred"), refund
+            with contextlib.suppress(OutcomeUnknown):  # in doubt: its intent is resolved at the end
+                roll_back(ledger, draw, "scenario: gave up during an outage")
+        assert a.stats().deferred_rollbacks == 2, "host A, cut off, must journal both rollbacks"
         resumed = MultiDraw.resume(b, taken.lock_key, taken.operation_id, resend_deadline_s=RESEND_DEADLINE_S)
         assert resumed is not None
         grant_state(ledger, resumed.state)

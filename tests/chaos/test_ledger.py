@@ -105,7 +105,13 @@ class Chaos:
         self.proxy = proxy
         self.redis = redis
         self.refund_worker: subprocess.Popen[bytes] | None = None
-        self.counts: Counter[str] = Counter()
+        #: What the chaos did, each blow listed even if the seed never dealt it.
+        self.counts: Counter[str] = Counter(
+            dict.fromkeys(
+                ("game processes killed", "host A cut off from Redis", "daemon a killed", "daemon b killed"),
+                0,
+            )
+        )
 
     def env(self, host: Host) -> dict[str, str]:
         return {**os.environ, "DRAWSTATE_SOCKET": str(host.socket), "PYTHONPATH": _pythonpath()}
