@@ -38,6 +38,9 @@ class Mutant:
 
 
 SAVE_LUA = "daemon/drawstated/redis/lua/save.lua"
+RULES = "client/drawstate/rules.py"
+ACCEPTED = "tests/unit/test_accepted.py"
+INCREMENTAL = "tests/integration/test_incremental_saves.py::"
 CLOSE_LUA = "daemon/drawstated/redis/lua/close.lua"
 OUTCOME_LUA = "daemon/drawstated/redis/lua/outcome.lua"
 OPS = "tests/integration/test_ops.py::"
@@ -556,10 +559,78 @@ MUTANTS: tuple[Mutant, ...] = (
         "no more results than completed_count",
         "client/drawstate/rules.py",
         (
-            Edit("        and len(results) <= completed\n", ""),
+            Edit(
+                "type(results) is list and len(results) <= completed and (not results",
+                "type(results) is list and (not results",
+            ),
             Edit("    if len(results) > completed:\n", "    if False:\n"),
         ),
         ("tests/unit/test_rules_draws.py::test_results_longer_than_completed_count_are_rejected",),
+    ),
+    # --- saves checked by what they append (ops/accepted.py) ---------------------------------
+    Mutant(
+        "appended-draws-checked",
+        "the results a save appends to an accepted state are checked like any others",
+        RULES,
+        (Edit("    if new_results and not _results_look_valid(new_results):\n", "    if False:\n"),),
+        (ACCEPTED,),
+    ),
+    Mutant(
+        "appended-bounds-results",
+        "a state judged by what it appends still holds no more results than completed_count",
+        RULES,
+        (
+            Edit(
+                "        prefix.results <= len(results) <= completed\n",
+                "        prefix.results <= len(results)\n",
+            ),
+        ),
+        (ACCEPTED,),
+    ),
+    Mutant(
+        "appended-same-total",
+        "accepted draws vouch for a new state only under the same total (failed draws are bounded by it)",
+        RULES,
+        (Edit("total == prefix.total and ", ""),),
+        (ACCEPTED,),
+    ),
+    Mutant(
+        "appended-errors-rise",
+        "failed draws a save appends rise from the last recorded one",
+        RULES,
+        (Edit("        if not previous < index <= drawn:\n", "        if not 0 < index <= drawn:\n"),),
+        (ACCEPTED,),
+    ),
+    Mutant(
+        "accepted-prefix-verified",
+        "the rules skip only draws whose text hashes to the accepted state's (a rewritten draw is checked)",
+        "daemon/drawstated/ops/accepted.py",
+        (
+            Edit(
+                "            if previous is None or prefix != previous.hashes[i]:\n",
+                "            if previous is None:\n",
+            ),
+        ),
+        (
+            ACCEPTED,
+            INCREMENTAL + "test_a_recorded_draw_rewritten_to_break_a_rule_is_refused_as_the_callers_mistake",
+        ),
+    ),
+    Mutant(
+        "digest-claim-matched",
+        "save.lua skips its compare of recorded draws only when the claim equals the stored digest",
+        SAVE_LUA,
+        (
+            Edit(
+                "if stored_raw and not (expect_digest ~= '' and expect_digest == stored_digest) then",
+                "if stored_raw and not (expect_digest ~= '') then",
+            ),
+        ),
+        (
+            INCREMENTAL + "test_rewriting_a_recorded_draw_to_a_text_of_the_same_length_is_stale_state",
+            INCREMENTAL + "test_rewriting_a_recorded_prize_to_a_text_of_the_same_length_is_stale_state",
+            INCREMENTAL + "test_another_daemons_save_in_between_is_kept_whatever_this_daemon_remembers",
+        ),
     ),
     # --- one daemon per data dir ------------------------------------------------------------
     Mutant(

@@ -101,6 +101,24 @@ def extensions(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     return base, new
 
 
+@st.composite
+def appended(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(an accepted state, the same with draws appended, each valid or not): nothing else changes
+    but completed_count, which follows the lists where the total leaves room."""
+    base = draw(valid_states(max_items=4))
+    total = base["total_count"]
+    new = copy.deepcopy(base)
+    new["results"] += draw(st.lists(results_items, max_size=3))
+    new["prize_results"] += draw(st.lists(prize_items, max_size=3))
+    new["errors"] += draw(st.lists(error_items(total), max_size=2))
+    room = total - len(new["errors"])
+    new["completed_count"] = min(
+        max(base["completed_count"], len(new["results"]), len(new["prize_results"])), room
+    )
+    new["completed_count"] = max(new["completed_count"], base["completed_count"])
+    return base, new
+
+
 def answer(state: dict[str, Any], previous: Accepted | None, limits: Limits = LIMITS) -> tuple[Any, ...]:
     """What the daemon makes of a state: its head and digest, or the error it refuses it with."""
     try:
@@ -150,6 +168,15 @@ def test_a_state_gets_the_same_answer_with_or_without_the_accepted_state_it_exte
     previous = answer(base, None, limits)
     assume(isinstance(previous[-1], Accepted))  # the base fits these limits
     assert answer(new, previous[-1], limits) == answer(new, None, limits)
+
+
+@PROPERTY_SETTINGS
+@given(appended())
+def test_draws_appended_valid_or_not_get_the_same_answer_as_from_the_full_check(
+    pair: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    base, new = pair
+    assert answer(new, answer(base, None)[-1]) == answer(new, None)
 
 
 @PROPERTY_SETTINGS
@@ -240,6 +267,20 @@ def test_an_appended_draw_that_breaks_a_rule_is_refused_as_without_an_accepted_s
     with pytest.raises(InvalidState) as caught:
         check_save(broken, LIMITS, previous.accepted)
     assert caught.value.path == "prize_results[2].probability"
+
+
+def test_an_appended_result_that_breaks_a_rule_is_refused_for_that_result() -> None:
+    base = valid_state(errors=[])
+    previous = check_save(base, LIMITS, None).accepted
+    with pytest.raises(InvalidState, match=r"^results\[3\]"):
+        check_save(_next(base, results=[*base["results"], "11"]), LIMITS, previous)
+
+
+def test_appended_results_beyond_completed_count_are_refused() -> None:
+    base = valid_state(errors=[])
+    previous = check_save(base, LIMITS, None).accepted
+    with pytest.raises(InvalidState, match=r"^results: 5 results but completed_count is 4"):
+        check_save(_next(base, results=[*base["results"], 11, 12]), LIMITS, previous)
 
 
 def test_failed_draws_are_checked_by_the_ones_appended_and_must_keep_rising() -> None:
