@@ -1,10 +1,11 @@
-"""How many commands Redis runs for each op on a standalone Redis: one, except rollback's two.
+"""How many commands Redis runs for each op: on one server one each, except rollback's two.
 
-Counted exactly with a MONITOR connection: a probe connection sends `ECHO <marker>` before and
-after each op, and the commands between the two markers that came from a client (not from inside
-a script, which MONITOR reports as `lua`) are the op's. The daemon runs on its own redis-server
-with its sweeper out of the way (one sweep at start, then an hour's interval), so nothing else
-talks to Redis meanwhile. `python -m pytest -s` prints the table docs/scaling.md quotes.
+Counted exactly with MONITOR: a probe connection sends `ECHO <marker>` before and after each op,
+and the commands between the two markers that came from a client (not from inside a script,
+which MONITOR reports as `lua`) are the op's. On a Cluster every master is monitored and the
+counts summed. The daemon runs on its own Redis with its sweeper out of the way (one sweep at
+start, then an hour's interval), so nothing else talks to Redis meanwhile.
+`python -m pytest -s` prints the tables docs/scaling.md quotes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from drawstate import Client, DrawState
 from drawstated.redis.scripts import load_all
 from drawstated.storage.store import READ_CHUNK, SCRIPT_LOOK_MAX
 from testbed.redis_proc import RedisProcess
+from testbed.topology import ClusterTopology
+from tests.support.shared_redis import CLUSTER_PREFIX
 from tests.support.waiting import wait_until
 
 #: Sweeps only at start: a sweep in the middle of a count would be counted.
@@ -36,37 +39,36 @@ EXPECTED = {
     "rollback": ["EVALSHA close", "EVALSHA settle"],  # the refund decision after the state is read
     "load newest (newest expired: the walk)": ["EVALSHA newest", "EVALSHA page"],
 }
+#: The same on Cluster (sorted: the masters are read one after another). Reads name every key in
+#: its own command (a GET per state, a prune.lua per member whose state is gone), and the outcome
+#: event goes to the stream's own slot after the ending: outbox.lua, XADD, published.lua.
+EXPECTED_CLUSTER = {
+    "save (first)": ["EVALSHA save"],
+    "save (next)": ["EVALSHA save"],
+    "load by id": ["GET"],
+    "load newest": ["EVALSHA prune"] * 2 + ["GET"] * 6 + ["ZREVRANGE"],
+    "pending page, one lock key": ["GET"] * 4 + ["ZRANGE"],
+    "complete": ["EVALSHA close", "EVALSHA outbox", "EVALSHA published", "XADD"],
+    "rollback": ["EVALSHA close", "EVALSHA outbox", "EVALSHA published", "EVALSHA settle", "XADD"],
+    "load newest (newest expired: the walk)": ["GET"] * 6 + ["ZRANGE", "ZREVRANGE"],
+}
 _SCRIPT_NAMES = {script.sha: name for name, script in load_all().items()}
 
 
-class CommandLog:
-    """The commands clients made Redis run between two markers, read from a MONITOR connection."""
+class _Node:
+    """One server's MONITOR connection and a probe connection that sends the markers."""
 
-    def __init__(self, proc: RedisProcess) -> None:
-        self._monitored = proc.client()
-        self._probe = proc.client()
-        self._probe.ping()  # its connection's own handshake comes before any marker
-        self._monitor = self._monitored.monitor()
-        self._monitor.__enter__()
-        self._markers = itertools.count()
+    def __init__(self, connect: Callable[[], redis.Redis]) -> None:
+        self.monitored, self.probe = connect(), connect()
+        self.probe.ping()  # its connection's own handshake comes before any marker
+        self.monitor = self.monitored.monitor()
+        self.monitor.__enter__()
 
-    def close(self) -> None:
-        self._monitor.__exit__(None, None, None)
-        self._probe.close()
-        self._monitored.close()
-
-    @contextmanager
-    def around(self) -> Iterator[list[str]]:
-        """The commands run inside the block (EVALSHA named by its script), once it has ended."""
-        n = next(self._markers)
-        begin, end = f"round-trips-begin-{n}", f"round-trips-end-{n}"
-        seen: list[str] = []
-        self._probe.echo(begin)
-        yield seen
-        self._probe.echo(end)
+    def commands_between(self, begin: str, end: str) -> Iterator[str]:
+        """Clients' commands between the markers; MONITOR reports in execution order."""
         inside = False
-        while True:  # MONITOR reports in execution order: the end marker comes after the op's commands
-            entry = self._monitor.next_command()
+        while True:
+            entry = self.monitor.next_command()
             command = entry["command"]
             if command == f"ECHO {begin}":
                 inside = True
@@ -75,20 +77,47 @@ class CommandLog:
             elif inside and entry["client_type"] != "lua":
                 words = command.split(" ", 2)
                 name = words[0].upper()
-                if name == "EVALSHA":
-                    name = f"EVALSHA {_SCRIPT_NAMES.get(words[1], words[1])}"
-                seen.append(name)
+                yield f"EVALSHA {_SCRIPT_NAMES.get(words[1], words[1])}" if name == "EVALSHA" else name
+
+    def close(self) -> None:
+        self.monitor.__exit__(None, None, None)
+        self.probe.close()
+        self.monitored.close()
 
 
-@pytest.fixture
-def counted(
-    own_redis: RedisProcess, make_config: Callable[..., Any], start_daemon: Callable[..., Any]
-) -> Iterator[tuple[Client, CommandLog, redis.Redis]]:
-    daemon = start_daemon(make_config(redis_url=own_redis.url, sweep_interval_s=SWEEP_INTERVAL_S))
-    rdb = own_redis.client()
+class CommandLog:
+    """The commands clients made Redis run between two markers, on every server given."""
+
+    def __init__(self, servers: list[Callable[[], redis.Redis]]) -> None:
+        self._nodes = [_Node(connect) for connect in servers]
+        self._markers = itertools.count()
+
+    def close(self) -> None:
+        for node in self._nodes:
+            node.close()
+
+    @contextmanager
+    def around(self) -> Iterator[list[str]]:
+        """The commands run inside the block (EVALSHA named by its script), once it has ended."""
+        n = next(self._markers)
+        begin, end = f"round-trips-begin-{n}", f"round-trips-end-{n}"
+        seen: list[str] = []
+        for node in self._nodes:
+            node.probe.echo(begin)
+        yield seen
+        for node in self._nodes:
+            node.probe.echo(end)
+            seen += node.commands_between(begin, end)
+
+
+Counted = tuple[Client, CommandLog, Any]
+
+
+@contextmanager
+def _counting(daemon: Any, servers: list[Callable[[], redis.Redis]], rdb: Any) -> Iterator[Counted]:
     with daemon.client(timeout=5.0) as client:
         wait_until(lambda: client.stats().sweeps >= 1)  # the sweep at start is over
-        log = CommandLog(own_redis)
+        log = CommandLog(servers)
         try:
             yield client, log, rdb
         finally:
@@ -96,20 +125,61 @@ def counted(
             rdb.close()
 
 
+@pytest.fixture
+def counted(
+    own_redis: RedisProcess, make_config: Callable[..., Any], start_daemon: Callable[..., Any]
+) -> Iterator[Counted]:
+    daemon = start_daemon(make_config(redis_url=own_redis.url, sweep_interval_s=SWEEP_INTERVAL_S))
+    with _counting(daemon, [own_redis.client], own_redis.client()) as counted:
+        yield counted
+
+
+@pytest.fixture
+def counted_on_cluster(
+    make_config: Callable[..., Any], start_daemon: Callable[..., Any]
+) -> Iterator[Counted]:
+    cluster = ClusterTopology()
+    try:
+        seeds = ",".join(cluster.addresses)
+        config = make_config(redis_url=CLUSTER_PREFIX + seeds, sweep_interval_s=SWEEP_INTERVAL_S)
+        daemon = start_daemon(config)
+        masters = [master.client for master in cluster.masters()]
+        with _counting(daemon, masters, cluster.client()) as counted:
+            yield counted
+        daemon.stop()
+    finally:
+        cluster.cleanup()
+
+
 def _state_key(lock_key: str, operation_id: str) -> str:
     return f"lottery:state:{{{lock_key}}}:{operation_id}"
 
 
-def _print_table(counts: dict[str, list[str]]) -> None:
-    print("\nRedis commands per op (standalone)")
+def _print_table(topology: str, counts: dict[str, list[str]]) -> None:
+    print(f"\nRedis commands per op ({topology})")
     print(f"{'op':<42} {'commands':>8}  what")
     for op, names in counts.items():
         print(f"{op:<42} {len(names):>8}  {', '.join(names)}")
 
 
 def test_each_op_is_one_redis_round_trip_on_standalone_and_rollback_two(
-    counted: tuple[Client, CommandLog, redis.Redis], new_state: Callable[..., DrawState]
+    counted: Counted, new_state: Callable[..., DrawState]
 ) -> None:
+    counts = _each_op(counted, new_state)
+    _print_table("standalone", counts)
+    assert counts == EXPECTED
+
+
+def test_on_cluster_reads_take_a_command_per_key_and_endings_write_their_event_apart(
+    counted_on_cluster: Counted, new_state: Callable[..., DrawState]
+) -> None:
+    counts = _each_op(counted_on_cluster, new_state)
+    _print_table("cluster, summed over the masters", counts)
+    assert {op: sorted(names) for op, names in counts.items()} == EXPECTED_CLUSTER
+
+
+def _each_op(counted: Counted, new_state: Callable[..., DrawState]) -> dict[str, list[str]]:
+    """Every op once, each checked for what it returns; the commands each made Redis run."""
     client, log, rdb = counted
     lock_key = "player:trips"
     counts: dict[str, list[str]] = {}
@@ -162,13 +232,11 @@ def test_each_op_is_one_redis_round_trip_on_standalone_and_rollback_two(
     with log.around() as counts["load newest (newest expired: the walk)"]:
         fallback = client.load(lock_key)
     assert fallback is not None and fallback.operation_id == live[2].operation_id
-
-    _print_table(counts)
-    assert counts == EXPECTED
+    return counts
 
 
 def test_a_pending_page_of_one_lock_key_is_in_byte_order_of_operation_ids(
-    counted: tuple[Client, CommandLog, redis.Redis], new_state: Callable[..., DrawState]
+    counted: Counted, new_state: Callable[..., DrawState]
 ) -> None:
     client, log, rdb = counted
     lock_key = "player:order"
@@ -189,7 +257,7 @@ def test_a_pending_page_of_one_lock_key_is_in_byte_order_of_operation_ids(
 
 
 def test_load_newest_and_pending_walk_past_more_missing_states_than_one_script_looks_at(
-    counted: tuple[Client, CommandLog, redis.Redis], new_state: Callable[..., DrawState]
+    counted: Counted, new_state: Callable[..., DrawState]
 ) -> None:
     client, _, rdb = counted
     lock_key = "player:sparse"
