@@ -235,6 +235,7 @@ def host_cpu_rows(scenarios: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "sidecar": level["sidecar"]["host_cpu_us_per_op"],
                 "direct": level["direct"]["host_cpu_us_per_op"],
                 "ratio": level["host_cpu_ratio"],
+                "other_load": (level["sidecar"]["other_load_cores"], level["direct"]["other_load_cores"]),
             }
         )
     by_key = {row["key"]: row for row in scenarios.get("clients", {}).get("rows", ())}
@@ -247,6 +248,7 @@ def host_cpu_rows(scenarios: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "sidecar": row["host_cpu_us_per_op"],
                     "direct": by_key[row["baseline"]]["host_cpu_us_per_op"],
                     "ratio": row["host_cpu_ratio"],
+                    "other_load": (row["other_load_cores"], by_key[row["baseline"]]["other_load_cores"]),
                 }
             )
     return rows
@@ -278,6 +280,7 @@ def _host_cpu(scenarios: Mapping[str, Any]) -> list[str]:
         ("Redis", lambda r: _host_redis(r["direct"])),
         ("**direct total**", lambda r: f"**{fmt(r['direct'] and r['direct']['total'])}**"),
         ("sidecar/direct", lambda r: fmt(r["ratio"], 2)),
+        ("other load (cores)", lambda r: f"{fmt(r['other_load'][0], 2)} / {fmt(r['other_load'][1], 2)}"),
     ]
     return out + table(columns, rows)
 
