@@ -22,7 +22,6 @@ reading them (save.lua).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -38,8 +37,8 @@ DIGEST_FIELD = "_digest"
 #: The lists of recorded draws, which a save may only append to, in their order in the document.
 DRAW_LISTS = ("results", "prize_results", "errors")
 _RESULTS_KEY, _PRIZES_KEY, _ERRORS_KEY = (f',"{name}":['.encode() for name in DRAW_LISTS)
-#: Each draw list's text length and SHA-256, as hashed into the digest.
-_LISTS_RECORD = struct.Struct(">" + "Q32s" * len(DRAW_LISTS))
+#: What the digest hashes: the identity's SHA-256, then each draw list's text length and SHA-256.
+_DIGEST_RECORD = struct.Struct(">32s" + "Q32s" * len(DRAW_LISTS))
 #: What follows the last draw list: its closing bracket, then the field after the lists.
 _AFTER_LISTS = b'],"start_time":'
 #: Written by the daemon in this order; the save script appends version and token itself.
@@ -108,9 +107,10 @@ def identity_text(state: Mapping[str, Any]) -> bytes:
 
 
 def state_digest(identity: bytes, lengths: Sequence[int], hashes: Sequence[bytes]) -> str:
-    """The `_digest` (hex SHA-256) of an identity_text and each draw list's text length and SHA-256."""
-    record = _LISTS_RECORD.pack(*itertools.chain.from_iterable(zip(lengths, hashes, strict=True)))
-    return hashlib.sha256(record + identity).hexdigest()
+    """The `_digest` (hex SHA-256) of identity_text's SHA-256 and each draw list's text length and SHA-256."""
+    (results, prizes, errors), (results_hash, prizes_hash, errors_hash) = lengths, hashes
+    record = _DIGEST_RECORD.pack(identity, results, results_hash, prizes, prizes_hash, errors, errors_hash)
+    return hashlib.sha256(record).hexdigest()
 
 
 def encode_state(state: Mapping[str, Any]) -> bytes:

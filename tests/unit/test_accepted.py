@@ -313,7 +313,7 @@ def test_a_stored_digest_is_not_part_of_the_state_read_back() -> None:
 
 
 def _entry(total: int = 10) -> Accepted:
-    return Accepted(Recorded(total, 0, 0, 0, 0), (0, 0, 0), (b"", b"", b""))
+    return Accepted(Recorded(total, 0, 0, 0, 0), (0, 0, 0), (b"", b"", b""), b"", "")
 
 
 def test_the_cache_drops_the_least_recently_used_operation_past_its_limit() -> None:

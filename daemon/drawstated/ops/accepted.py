@@ -70,6 +70,9 @@ class Accepted(NamedTuple):
     #: Per draw list (codec.DRAW_LISTS): the length of its text between the brackets, and its SHA-256.
     lengths: tuple[int, ...]
     hashes: tuple[bytes, ...]
+    #: The SHA-256 of its identity (codec.identity_text), and its `_digest`.
+    identity: bytes
+    digest: str
 
 
 class CheckedSave(NamedTuple):
@@ -131,61 +134,67 @@ def check_save(state: Mapping[str, Any], limits: Limits, previous: Accepted | No
         except (StateTooLarge, orjson.JSONEncodeError):
             pass  # the full check below says what is wrong, as it would have without an entry
         else:
-            lists = _ListDigests.of(head, state, previous)
+            lists = _ListHashes(head, state, previous)
             if not lists.extends:
                 check_state(state, limits)
-            return lists.checked(state, head)
+            return lists.checked(state, head, previous)
     check_state(state, limits)
     head = encode_head(state, limits)
-    return _ListDigests.of(head, state, previous).checked(state, head)
+    return _ListHashes(head, state, previous).checked(state, head, previous)
 
 
-class _ListDigests(NamedTuple):
-    """Each draw list's text length and SHA-256 in a head, and the same of its first bytes."""
+_EMPTY_HASH = hashlib.sha256(b"").digest()
 
-    lengths: tuple[int, ...]
-    hashes: tuple[bytes, ...]
-    #: At the lengths of `previous`'s lists: empty when one does not end between two elements there.
-    known_lengths: tuple[int, ...]
-    known_hashes: tuple[bytes, ...]
-    #: The lists start with exactly `previous`'s.
-    extends: bool
 
-    @classmethod
-    def of(cls, head: bytes, state: Mapping[str, Any], previous: Accepted | None) -> _ListDigests:
-        """Hashes of the head's lists (any head: a state's validity is judged elsewhere)."""
-        lengths: list[int] = []
-        hashes: list[bytes] = []
-        known_lengths: list[int] = []
-        known_hashes: list[bytes] = []
-        extends = boundaries = previous is not None
+class _ListHashes:
+    """Each draw list's text length and SHA-256 in a head, and the same of its first bytes.
+
+    Any head: whether its state is valid is judged elsewhere, before `checked`.
+    """
+
+    __slots__ = ("extends", "hashes", "known_hashes", "known_lengths", "lengths")
+
+    def __init__(self, head: bytes, state: Mapping[str, Any], previous: Accepted | None) -> None:
+        self.lengths: list[int] = []
+        self.hashes: list[bytes] = []
+        #: At the lengths of `previous`'s lists; None when one does not end between two elements there.
+        self.known_lengths: list[int] | None = None if previous is None else []
+        self.known_hashes: list[bytes] = []
+        #: The lists start with exactly `previous`'s.
+        self.extends = previous is not None
         for i, text in enumerate(draw_lists(head, state)):
             size = len(text)
+            self.lengths.append(size)
             known = -1 if previous is None else previous.lengths[i]
-            lengths.append(size)
-            if known < 0 or known > size or (0 < known < size and text[known] != _COMMA):
-                extends = boundaries = False
-                hashes.append(hashlib.sha256(text).digest())
+            if known in (0, size):  # nothing recorded, or nothing appended: one hash
+                full = hashlib.sha256(text).digest() if size else _EMPTY_HASH
+                prefix = _EMPTY_HASH if known == 0 else full
+            elif 0 < known < size and text[known] == _COMMA:
+                digest = hashlib.sha256(text[:known])
+                prefix = digest.digest()
+                digest.update(text[known:])
+                full = digest.digest()
+            else:  # no previous, or its list is not a prefix of this one at an element boundary
+                self.hashes.append(hashlib.sha256(text).digest() if size else _EMPTY_HASH)
+                self.known_lengths = None
+                self.extends = False
                 continue
-            digest = hashlib.sha256(text[:known])
-            prefix = digest.digest()
-            digest.update(text[known:])
-            hashes.append(digest.digest())
-            known_lengths.append(known)
-            known_hashes.append(prefix)
+            self.hashes.append(full)
+            if self.known_lengths is not None:
+                self.known_lengths.append(known)
+                self.known_hashes.append(prefix)
             if previous is None or prefix != previous.hashes[i]:
-                extends = False
-        if not boundaries:
-            known_lengths, known_hashes = [], []
-        return cls(tuple(lengths), tuple(hashes), tuple(known_lengths), tuple(known_hashes), extends)
+                self.extends = False
 
-    def checked(self, state: Mapping[str, Any], head: bytes) -> CheckedSave:
+    def checked(self, state: Mapping[str, Any], head: bytes, previous: Accepted | None) -> CheckedSave:
         """The save of a state that passed the rules, with this head."""
-        identity = identity_text(state)
-        claim = state_digest(identity, self.known_lengths, self.known_hashes) if self.known_lengths else ""
-        return CheckedSave(
-            head,
-            state_digest(identity, self.lengths, self.hashes),
-            claim,
-            Accepted(recorded(state), self.lengths, self.hashes),
-        )
+        identity = hashlib.sha256(identity_text(state)).digest()
+        if previous is not None and self.extends and identity == previous.identity:
+            claim = previous.digest  # what the claim hashes to: the same identity and lists
+        elif self.known_lengths is not None:
+            claim = state_digest(identity, self.known_lengths, self.known_hashes)
+        else:
+            claim = ""
+        lengths, hashes = tuple(self.lengths), tuple(self.hashes)
+        digest = state_digest(identity, lengths, hashes)
+        return CheckedSave(head, digest, claim, Accepted(recorded(state), lengths, hashes, identity, digest))
