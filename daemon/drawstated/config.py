@@ -46,8 +46,9 @@ REDIS_SOCKET_TIMEOUT_S = 5.0
 #: Events the outcome stream keeps as history (more only while a consumer group owes them).
 AUDIT_MAXLEN = 100_000
 #: Operations whose last accepted state the daemon remembers, so their next save is checked by
-#: what it appends (ops/accepted.py); a few hundred bytes each. 0 checks every save whole.
-ACCEPTED_CACHE_ENTRIES = 10_000
+#: what it appends (ops/accepted.py): about 1 KB each with its key, ~4 MB in all. 0 checks every
+#: save whole. An entry only spares work: an operation it no longer holds gets the full check.
+ACCEPTED_CACHE_ENTRIES = 4096
 #: Seconds between sweeps; an operation's expire event is written within its TTL plus this.
 SWEEP_INTERVAL_S = 30.0
 #: A state's key outlives its logical expiry this long, so a sweeper can still read and record it

@@ -4,9 +4,10 @@ Every save sends the whole state. Checked whole, a 1000-draw save cost the daemo
 10-draw one, re-checking draws that were checked when they were first saved and can never change
 since (save.lua refuses a save whose stored lists are not prefixes of the new ones). So the save
 op keeps, for the operations it saved last, an `Accepted`: the rules' view of the state Redis
-accepted (`rules.Recorded`: its total, list lengths and last failed draw) and, per draw list, the
-length and SHA-256 of its canonical text. `AcceptedStates` holds them: an LRU of at most
-`--accepted-cache` entries (a few hundred bytes each), emptied by a restart.
+accepted (`rules.Recorded`: its total, list lengths and last failed draw), per draw list the
+length and SHA-256 of its canonical text, and its identity's hash and `_digest` (codec.py).
+`AcceptedStates` holds them: an LRU of at most
+`--accepted-cache` entries (about 1 KB each with its key), emptied by a restart.
 
 `check_save` takes a new state and the entry for its lock key and operation id, if any:
 
@@ -31,17 +32,18 @@ Why skipping the prefix is safe:
   state to the full check), so equal SHA-256 over equal lengths that end between two elements
   means the same elements. Finding two texts with one SHA-256 is beyond any attacker.
 - Nothing in it depends on Redis. Another daemon may have saved the operation since, a save may
-  have been lost in flight, or the operation may have been rolled back: the new state is still
-  judged against draws this daemon found valid, and save.lua still judges it against what is
-  stored (below).
+  have been lost in flight or undone by a failover, or the operation may have been rolled back:
+  the new state is still judged against draws this daemon found valid, and save.lua still judges
+  it against what is stored (below).
 
 What the cache does not change is what save.lua checks. A replayed token is answered before any
 comparison and leaves the entry as it was (the stored state is the first attempt's, not
 necessarily this one). A save refused because its operation ended drops the entry; other entries
 age out of the LRU. A miss, an eviction or a restart costs one full check, as every save paid.
 
-save.lua's side: `expect_digest` is the `_digest` (codec.py) the new state's identity and the first
-bytes of its lists, at the accepted lengths, hash to: a claim computed from the new head alone.
+save.lua's side: `expect_digest` is the `_digest` that the new state's identity and the first
+bytes of its lists, at the accepted lengths, hash to: a claim computed from the new head alone
+(when identity and those bytes are exactly the accepted ones, that is the accepted digest, reused).
 When it equals the stored state's `_digest`, the stored identity is the new one and every stored
 list is a prefix of the new one, so save.lua skips its own comparisons, which read both documents
 whole. A stale or wrong entry only makes the claim miss: save.lua then compares the text as before.
