@@ -28,7 +28,7 @@ local operation_id = ARGV[5]
 local lock_key = ARGV[6]
 local tomb_ttl_ms = tonumber(ARGV[7])
 local lease_ms = tonumber(ARGV[8])
-local expect = ARGV[9]          -- the stored version required, "" when any (a direct rollback only)
+local expect = ARGV[9] or ''    -- the stored version required, "" (or absent) when any
 
 local k = op_keys()
 local now = now_ms()
