@@ -10,6 +10,9 @@ asyncio. The one dependency is msgpack.
 
 __version__ = "0.1.0"
 
+# First of all (isort keeps it first): the import hook that picks each hot-path module's compiled or
+# pure-Python build (hotpath.py), in place before any of those modules is imported.
+from drawstate import hotpath
 from drawstate.client import Client
 from drawstate.errors import (
     DeadlineExceeded,
@@ -46,6 +49,8 @@ from drawstate.results import (
     SaveResult,
     Stats,
 )
+
+hot_path = hotpath.hot_path
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -85,5 +90,6 @@ __all__ = [
     "Stats",
     "VersionConflict",
     "__version__",
+    "hot_path",
     "new_operation_id",
 ]
