@@ -234,6 +234,8 @@ class Stats:
     events_written_late: int = 0
     outcome_stream_length: int = 0
     outcome_stream_over_cap: bool = False
+    #: "compiled", "pure" or "partial": whether the daemon runs its compiled hot path (None: older daemon).
+    hot_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

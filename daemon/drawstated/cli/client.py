@@ -201,7 +201,7 @@ def stats(socket_path: Path | None, timeout: float, as_json: bool) -> None:
         print_json(data)
         return
     click.echo(
-        f"redis: {snapshot.redis}   uptime: {snapshot.uptime_s} s   "
+        f"redis: {snapshot.redis}   hot path: {snapshot.hot_path}   uptime: {snapshot.uptime_s} s   "
         f"connections: {snapshot.connections}   in flight: {snapshot.in_flight}"
     )
     click.echo(

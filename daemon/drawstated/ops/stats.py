@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drawstate import hot_path
 from drawstated import __version__
 from drawstated.ops.context import OpContext, Reply, Request
 from drawstated.ops.ping import redis_up
@@ -21,4 +22,5 @@ class StatsOp:
         snapshot["deferred_superseded"] = ctx.cleanup.superseded
         snapshot["events_to_publish"] = len(ctx.publisher)
         snapshot["version"] = __version__
+        snapshot["hot_path"] = hot_path()
         return snapshot

@@ -18,6 +18,7 @@ import signal
 import socket
 from pathlib import Path
 
+from drawstate import hot_path
 from drawstated import __version__
 from drawstated.config import Config, redact_url
 from drawstated.deferred import JOURNAL_NAME, DeferredCleanup
@@ -134,7 +135,9 @@ class Server:
         activated = systemd.listen_socket()  # a socket systemd passes has a path that is systemd's
         # Before anything a second daemon could disturb: the embedded Redis, the journal, the socket.
         self.locks.acquire(config.data_dir, None if activated else config.socket_path)
-        log.info("starting drawstate daemon %s", __version__, extra=config.essentials())
+        # hot_path: whether this daemon runs its compiled build (drawstate/hotpath.py), for operators.
+        essentials = {**config.essentials(), "hot_path": hot_path()}
+        log.info("starting drawstate daemon %s", __version__, extra=essentials)
         log.debug("configuration", extra={"config": repr(config)})
         url = config.redis_url
         if config.embedded:
