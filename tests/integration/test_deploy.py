@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -82,6 +83,11 @@ def test_dockerfile_installs_with_the_readme_command_and_checks_health_with_ping
     assert re.search(r'HEALTHCHECK .*CMD \["drawstate", "ping"', dockerfile)
     assert re.search(r"^USER 10001", dockerfile, flags=re.MULTILINE)
     assert '"/run/drawstate"' in dockerfile
+    # The build stage has the compiler and setup.py, so the image runs the compiled hot path; the
+    # final stage installs nothing (it stays slim).
+    build, final = dockerfile.split("\nFROM ")[1:]
+    assert "setup.py" in build and re.search(r"apt-get install .*\bgcc\b", build)
+    assert "apt-get" not in final and "gcc" not in final
 
 
 def test_the_dockerfile_install_in_a_fresh_venv_runs_the_readme_daemon(tmp_path):
@@ -107,6 +113,10 @@ def test_the_dockerfile_install_in_a_fresh_venv_runs_the_readme_daemon(tmp_path)
             return subprocess.run(ping, env=env, capture_output=True, check=False).returncode == 0
 
         wait_until(pings, timeout=30, interval=0.1)
+        stats = [str(bin_dir / "drawstate"), "stats", "--json"]
+        snapshot = json.loads(subprocess.run(stats, env=env, capture_output=True, check=True).stdout)
+        # The install compiles the hot path wherever a C compiler is (the Dockerfile's build stage has one).
+        assert snapshot["hot_path"] == ("compiled" if shutil.which("cc") else "pure")
     finally:
         daemon.terminate()
         assert daemon.wait(30) == 0

@@ -201,6 +201,8 @@ def run_env(root: Path, topologies: str) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join(paths),
         "PYTHONDONTWRITEBYTECODE": "1",
+        # The mutated .py is what runs, never an extension compiled from the original (drawstate/hotpath.py).
+        "DRAWSTATE_PURE_PYTHON": "1",
         "DRAWSTATE_TEST_TOPOLOGIES": topologies,
     }
 
