@@ -5,7 +5,8 @@ Own standalone (`--topology standalone`, the default): a redis-server
 dir, persistence off unless asked (both the sidecar and direct runs write to
 this one Redis, so it costs them alike), and the daemon as
 `python -m drawstated --socket ... --redis-url ... --data-dir ...` with its
-defaults (DRAWSTATE_* variables of the caller are not passed on). Both run in
+defaults (DRAWSTATE_* variables of the caller are not passed on, but for
+DRAWSTATE_PURE_PYTHON). Both run in
 their own session, so a Ctrl-C on the terminal reaches only the harness, which
 stops them in order; both also die with the harness (PR_SET_PDEATHSIG) should
 it be killed outright. Their pids are known, so /proc gives their CPU and RSS.
@@ -35,6 +36,7 @@ import redis
 
 from benchmarks.cluster import OwnCluster
 from drawstate import Client
+from drawstate.hotpath import PURE_PYTHON_ENV
 from drawstated.server.embedded import die_with_parent, find_redis_server
 
 START_TIMEOUT_S = 15.0
@@ -142,12 +144,23 @@ def start_redis(directory: Path, *, aof: bool) -> tuple[subprocess.Popen[bytes],
     return proc, url
 
 
-def start_daemon(directory: Path, redis_args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    """The daemon with its defaults and `redis_args` (`--redis-url URL` or `--redis-cluster SEEDS`)."""
+def start_daemon(
+    directory: Path,
+    redis_args: list[str],
+    *,
+    command: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The daemon with its defaults and `redis_args` (`--redis-url URL` or `--redis-cluster SEEDS`).
+
+    Of the caller's DRAWSTATE_* variables only DRAWSTATE_PURE_PYTHON passes (which build runs, not
+    how it is configured); `command` replaces `python -m drawstated` (hotpath_cpu.py's variants).
+    """
     sock = directory / "d.sock"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAWSTATE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRAWSTATE_") or k == PURE_PYTHON_ENV}
+    env.update(extra_env or {})
     args = [
-        sys.executable, "-m", "drawstated",
+        *(command or [sys.executable, "-m", "drawstated"]),
         "--socket", str(sock),
         *redis_args,
         "--data-dir", str(directory / "data"),

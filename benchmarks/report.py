@@ -323,6 +323,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         f"{meta['cpus']} CPUs · Python {meta['python']} · Redis {meta['redis_version']} "
         f"({'AOF everysec' if meta['redis_aof'] else 'no persistence'}, {meta['environment']}) · "
         f"redis-py {meta['redis_py']} with{'' if meta['hiredis'] else 'out'} hiredis · "
+        f"daemon hot path {meta.get('daemon_hot_path') or '?'} · "
         f"commit {meta['commit']} · load average {meta['loadavg_1m_before']} before, "
         f"{meta['loadavg_1m_after']} after",
         "",

@@ -25,6 +25,7 @@ from benchmarks import clients, latency, mix, report, sizes, throughput
 from benchmarks.common import Run
 from benchmarks.env import Environment, environment
 from benchmarks.settings import SCENARIOS, Settings
+from drawstate import Client, DrawStateError
 from drawstated.config import redact_url
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -91,7 +92,17 @@ def _meta(
         # Other load on the machine skews every number: the 1-minute load average before the run.
         "loadavg_1m_before": round(load_before, 2),
         "commit": _commit(),
+        # compiled or pure: what the daemon's stats say it runs (docs/operations.md).
+        "daemon_hot_path": _daemon_hot_path(env),
     }
+
+
+def _daemon_hot_path(env: Environment) -> str | None:
+    try:
+        with Client(env.socket_path, timeout=5) as client:
+            return client.stats().hot_path
+    except DrawStateError:  # a daemon that stopped answering: the run says so elsewhere
+        return None
 
 
 def _redis_meta(env: Environment) -> dict[str, Any]:
