@@ -144,6 +144,7 @@ def _save_request(state: dict[str, Any], head: bytes, checked: Any) -> SaveReque
         wait=None,
         digest=checked.digest,
         expect_digest=checked.expect_digest,
+        error_count=len(state.get("errors") or ()),
     )
 
 

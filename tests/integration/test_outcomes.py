@@ -152,6 +152,39 @@ def test_failed_draws_are_append_only_like_results(client, new_state):
         client.save(dropped, expect_version=2)
 
 
+def test_a_save_may_not_mark_a_granted_draw_failed(client, new_state):
+    """Draws 1-3 were granted; a failure numbered 2 would refund one and shift results 2-3 to 3-4."""
+    state = new_state(lock_key="errors:renumber")
+    now = int(time.time())
+    state.completed_count, state.results = 3, [11, 12, 13]
+    client.save(state, expect_version=0)
+    relabelled = state.copy()
+    relabelled.errors = [_error(2, now)]
+    with pytest.raises(StaleState) as caught:
+        client.save(relabelled, expect_version=1)
+    assert caught.value.details == {"field": "errors"}
+    assert client.load(state.lock_key, state.operation_id).errors == []
+    appended = state.copy()
+    appended.errors = [_error(4, now)]  # the fourth draw failed: the next number
+    assert client.save(appended, expect_version=1).version == 2
+
+
+def test_a_failure_appended_after_earlier_failures_is_numbered_after_every_draw(client, new_state):
+    """Draw 1 granted, 2 failed, 3 granted: a new failure is 4 or later, never 3."""
+    state = new_state(lock_key="errors:after")
+    now = int(time.time())
+    state.completed_count, state.results, state.errors = 2, [21, 23], [_error(2, now)]
+    client.save(state, expect_version=0)
+    relabelled = state.copy()
+    relabelled.errors = [_error(2, now), _error(3, now)]  # 3 was granted (result 23)
+    with pytest.raises(StaleState) as caught:
+        client.save(relabelled, expect_version=1)
+    assert caught.value.details == {"field": "errors"}
+    appended = state.copy()
+    appended.errors = [_error(2, now), _error(4, now)]
+    assert client.save(appended, expect_version=1).version == 2
+
+
 def _error(index: int, at: int) -> DrawError:
     return DrawError(index, "inventory timed out", at)
 

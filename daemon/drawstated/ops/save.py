@@ -74,6 +74,7 @@ class Save:
             wait=wait,
             digest=checked.digest,
             expect_digest=checked.expect_digest,
+            error_count=len(state.get("errors") or ()),
         )
         return save, checked.accepted
 

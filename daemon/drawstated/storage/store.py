@@ -61,6 +61,8 @@ class SaveRequest:
     #: The state's `_digest` (codec.py), and the stored one it extends ("" when unknown).
     digest: str
     expect_digest: str
+    #: Failed draws in the state: save.lua checks their numbers only when there are some.
+    error_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,7 @@ class Store:
                 self.lease_ms,
                 save.digest,
                 save.expect_digest,
+                save.error_count,
             ),
         )
 

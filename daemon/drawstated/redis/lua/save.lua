@@ -36,6 +36,7 @@ local tomb_ttl_ms = tonumber(ARGV[9])   -- tombstone lifetime once its event is 
 local lease_ms = tonumber(ARGV[10])     -- how long the daemon that ends an operation owns publishing it
 local digest = ARGV[11]                 -- the new state's "_digest" (hex), stored with it
 local expect_digest = ARGV[12]          -- the stored "_digest" the new state extends, "" when unknown
+local new_error_count = tonumber(ARGV[13])  -- failed draws in the new state; absent: found here
 
 local k = op_keys()
 
@@ -130,6 +131,16 @@ local function decoded_extends(old_list, new_list, same)
     end
   end
   return true
+end
+
+-- The draw_index of each failed draw in an errors list's text, in order. Each element holds one
+-- "draw_index" key, and no JSON string can hold its unescaped quotes.
+local function error_indexes(text)
+  local indexes = {}
+  for index in string.gmatch(text or '', '"draw_index":(%d+)') do
+    indexes[#indexes + 1] = tonumber(index)
+  end
+  return indexes
 end
 
 local function as_map(value)
@@ -229,6 +240,24 @@ if stored_raw and not (expect_digest ~= '' and expect_digest == stored_digest) t
         return {'stale', field}
       end
     end
+  end
+end
+
+-- A failed draw is numbered after every draw made before it: the stored state's draws (completed +
+-- failed) keep their numbers, so a save may not mark one of those failed. Otherwise a draw already
+-- granted would be refunded, and the results after it would shift to other numbers. Checked apart
+-- from the digest claim, which vouches for the lists, not for the numbers appended to them.
+if stored_raw and new_error_count ~= 0 then
+  local new_indexes = error_indexes(list_text(head, 'errors'))
+  local stored_errors
+  if stored then
+    stored_errors = type(stored['errors']) == 'table' and #stored['errors'] or 0
+  else
+    stored_errors = #error_indexes(list_text(stored_raw, 'errors'))
+  end
+  local first_new = new_indexes[stored_errors + 1]
+  if first_new and first_new <= stored_completed + stored_errors then
+    return {'stale', 'errors'}
   end
 end
 
