@@ -181,7 +181,10 @@ class Client:
             reason: Recorded with the outcome event (at most 512 chars).
             token: Names this caller: reuse it to resend the same rollback and get the same
                 answer (default: a new one per call). Another caller's token, after the
-                operation was rolled back, gets OperationClosed: it must not refund.
+                operation was rolled back, gets OperationClosed: it must not refund. A rollback
+                this client had to send more than once (a broken connection, `retry=`) raises
+                OutcomeUnknown rather than return "deferred"; after a call with your token
+                raised, treat a "deferred" answer to your own resend the same way (docs/recovery.md).
             refund_by: "caller" (the default: told `final`, this caller pays) or "stream" (this
                 caller will not pay: a refund worker pays it from the outcome stream; an
                 operator's sweep, say).
@@ -198,7 +201,9 @@ class Client:
             refund_by=refund_by,
             expect_version=expect_version,
         )
-        return ops.read_rollback(self._call(request, timeout), request, self.limits)
+        sent: list[None] = []
+        result = ops.read_rollback(self._call(request, timeout, sent), request, self.limits)
+        return ops.judge_rollback_resent(result, len(sent))
 
     def complete(self, lock_key: str, operation_id: str, *, timeout: float | None = None) -> bool:
         """End a finished operation; True if its state was still stored.
@@ -367,14 +372,19 @@ class Client:
 
     # --- plumbing ----------------------------------------------------------------------
 
-    def _call(self, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    def _call(
+        self, request: dict[str, Any], timeout: float | None, sent: list[None] | None = None
+    ) -> dict[str, Any]:
+        """One request, resent as the retry policy says; `sent` gets an entry each time it goes out."""
         if timeout is not None:
             timeout = ops.checked_timeout(timeout, "the call's timeout")
         if self.retry is None:
-            return self._call_once(request, timeout)
-        return resend(self.retry, f"{request['op']} request", lambda: self._call_once(request, timeout))
+            return self._call_once(request, timeout, sent)
+        return resend(self.retry, f"{request['op']} request", lambda: self._call_once(request, timeout, sent))
 
-    def _call_once(self, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    def _call_once(
+        self, request: dict[str, Any], timeout: float | None, sent: list[None] | None = None
+    ) -> dict[str, Any]:
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         if not self._slots.acquire(timeout=max(0.0, budget)):
@@ -382,7 +392,7 @@ class Client:
                 f"all {self.pool_size} connections of this client stayed busy for {budget} s"
             )
         try:
-            reply = self._exchange(request, deadline)
+            reply = self._exchange(request, deadline, sent)
         finally:
             self._slots.release()
         if reply.get("ok"):
@@ -392,10 +402,12 @@ class Client:
             raise InternalError(f"malformed reply from daemon: {reply!r:.200}")
         raise error_from_wire(error)
 
-    def _exchange(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
+    def _exchange(self, request: dict[str, Any], deadline: float, sent: list[None] | None) -> dict[str, Any]:
         """One request on a pooled connection; a broken pooled one gets it once more on a new one."""
         connection, fresh = self._borrow(deadline)
         try:
+            if sent is not None:
+                sent.append(None)
             reply = connection.round_trip(request, deadline)
         except OSError as exc:  # reset, broken pipe: the daemon restarted, or closed an idle connection
             if fresh or time.monotonic() >= deadline:
@@ -409,6 +421,8 @@ class Client:
                 # The first attempt went out before its connection broke: it may have taken effect.
                 raise SidecarTimeout(f"{unavailable} (after the first attempt went out)") from unavailable
             try:
+                if sent is not None:
+                    sent.append(None)
                 reply = connection.round_trip(request, deadline)
             except OSError as again:
                 raise SidecarTimeout(

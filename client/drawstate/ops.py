@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from drawstate.errors import DrawStateCorrupted
+from drawstate.errors import DrawStateCorrupted, OutcomeUnknown
 from drawstate.limits import Limits
 from drawstate.model import DrawState, InvalidState
 from drawstate.results import (
@@ -133,6 +133,22 @@ def read_rollback(reply: Reply, request: Request, limits: Limits) -> RollbackRes
         existed=bool(reply.get("existed", False)),
         token=request["token"],
     )
+
+
+def judge_rollback_resent(result: RollbackResult, sends: int) -> RollbackResult:
+    """A rollback the client sent more than once may not answer "deferred": OutcomeUnknown then.
+
+    The earlier attempt may have reached Redis and been decided "this caller pays" with its answer
+    lost; the deferred resend would then tell this caller not to pay, and the stream would not pay
+    either (the decision stands). Only a "done" answer to a resend with the same token decides.
+    """
+    if sends > 1 and result.cleanup == "deferred":
+        raise OutcomeUnknown(
+            "rollback deferred (Redis unreachable) after an earlier attempt of it went out and may have "
+            "been applied: who refunds is not known yet; resend the rollback with the same token "
+            f"({result.token}) until it answers done"
+        )
+    return result
 
 
 def complete(lock_key: str, operation_id: str) -> Request:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from drawstate import Client, MultiDraw, OperationClosed
+from drawstate import Client, MultiDraw, OperationClosed, OutcomeUnknown, Retry
 from drawstated.config import Config
 from drawstated.redis.scripts import Script
 from tests.support.daemon import DaemonThread
@@ -62,6 +63,48 @@ def test_a_deferred_rollback_that_redis_applied_is_recorded_as_the_rollback_it_w
     assert (event["event"], event["deferred"], event["refunded_by_caller"]) == ("rollback", True, False)
     assert (event["results"], event["completed_count"]) == ([1, 2], 2)  # the state, not "corrupted"
     assert "corrupted_state" not in event
+
+
+def test_a_rollback_the_client_resent_is_never_answered_deferred(
+    own_redis, proxy, make_config, start_daemon, sock_dir
+):
+    """Redis decided "this caller pays" but the answer was lost; the client's resend met Redis cut off.
+
+    A "deferred" answer would tell the caller not to pay, and the stream will not pay either: the
+    first decision stands. So the client raises OutcomeUnknown, and a resend with the same token,
+    once Redis is back, gets the first answer: final, this caller pays.
+    """
+    daemon = start_daemon(_config(make_config, proxy.url))
+    outcome: dict[str, Any] = {}
+    with (
+        TcpProxy(daemon.config.socket_path, listen_path=sock_dir / "mitm.sock") as mitm,
+        Client(mitm.listen_path, timeout=2, retry=Retry(attempts=None, deadline_s=20)) as client,
+    ):
+        draw = MultiDraw.start(client, "resent:rollback", 5, metadata=METADATA)
+        draw.record(4)
+        mitm.cut_after_next_request(b"rollback", then_cut=True)  # applied and settled; answer lost
+
+        def roll_back() -> None:
+            try:
+                outcome["result"] = client.rollback(draw.lock_key, draw.operation_id, token="resent-1")
+            except OutcomeUnknown as exc:
+                outcome["unknown"] = exc
+
+        caller = threading.Thread(target=roll_back)
+        caller.start()
+        mitm.wait_reply_dropped()
+        proxy.cut()  # the daemon's host loses Redis before the client's resend gets through
+        mitm.restore()
+        caller.join(timeout=30)
+        assert not caller.is_alive()
+        assert "unknown" in outcome, (
+            f"answered {outcome.get('result')}: the caller would not pay, nor would the stream"
+        )
+        proxy.restore()
+        wait_until(lambda: daemon.call(lambda: len(daemon.server.cleanup)) == 0, timeout=10)
+        again = client.rollback(draw.lock_key, draw.operation_id, token="resent-1")
+    assert (again.final, again.cleanup, again.existed) == (True, "done", True)
+    assert again.state is not None and again.state.results == [4]
 
 
 def test_a_deferred_rollback_that_lost_to_a_completion_on_another_host_pays_no_one_and_notes_it(

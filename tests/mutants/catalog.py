@@ -128,6 +128,16 @@ MUTANTS: tuple[Mutant, ...] = (
         (OUTCOMES + "test_failed_draws_are_append_only_like_results",),
     ),
     Mutant(
+        "failed-draw-numbered-after",
+        "a failed draw is numbered after every draw already made: a granted one is never marked failed",
+        SAVE_LUA,
+        (Edit("if first_new and first_new <= stored_completed + stored_errors then", "if false then"),),
+        (
+            OUTCOMES + "test_a_save_may_not_mark_a_granted_draw_failed",
+            OUTCOMES + "test_a_failure_appended_after_earlier_failures_is_numbered_after_every_draw",
+        ),
+    ),
+    Mutant(
         "completed-count",
         "completed_count never decreases",
         SAVE_LUA,
@@ -459,6 +469,13 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     # --- the client -------------------------------------------------------------------------
+    Mutant(
+        "client-rollback-resent",
+        "a rollback the client sent more than once never answers deferred: that would leave no one to pay",
+        "client/drawstate/ops.py",
+        (Edit('if sends > 1 and result.cleanup == "deferred":', "if False:"),),
+        (OUTCOMES_FAILURES + "test_a_rollback_the_client_resent_is_never_answered_deferred",),
+    ),
     Mutant(
         "client-resend",
         "the client resends a request once on a fresh connection when the old one broke",

@@ -153,7 +153,9 @@ class AsyncClient:
             refund_by=refund_by,
             expect_version=expect_version,
         )
-        return ops.read_rollback(await self._call(request, timeout), request, self.limits)
+        sent: list[None] = []
+        result = ops.read_rollback(await self._call(request, timeout, sent), request, self.limits)
+        return ops.judge_rollback_resent(result, len(sent))
 
     async def complete(self, lock_key: str, operation_id: str, *, timeout: float | None = None) -> bool:
         """End a finished operation; True if its state was still stored."""
@@ -282,18 +284,23 @@ class AsyncClient:
 
     # --- plumbing ----------------------------------------------------------------------
 
-    async def _call(self, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    async def _call(
+        self, request: dict[str, Any], timeout: float | None, sent: list[None] | None = None
+    ) -> dict[str, Any]:
+        """One request, resent as the retry policy says; `sent` gets an entry each time it goes out."""
         if timeout is not None:
             timeout = ops.checked_timeout(timeout, "the call's timeout")
         if self.retry is None:
-            return await self._call_once(request, timeout)
+            return await self._call_once(request, timeout, sent)
         return await aresend(
-            self.retry, f"{request['op']} request", lambda: self._call_once(request, timeout)
+            self.retry, f"{request['op']} request", lambda: self._call_once(request, timeout, sent)
         )
 
-    async def _call_once(self, request: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+    async def _call_once(
+        self, request: dict[str, Any], timeout: float | None, sent: list[None] | None = None
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        reply = await self._exchange(request, deadline)
+        reply = await self._exchange(request, deadline, sent)
         if reply.get("ok"):
             return reply
         error = reply.get("error")
@@ -301,9 +308,13 @@ class AsyncClient:
             raise InternalError(f"malformed reply from daemon: {reply!r:.200}")
         raise error_from_wire(error)
 
-    async def _exchange(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
+    async def _exchange(
+        self, request: dict[str, Any], deadline: float, sent: list[None] | None
+    ) -> dict[str, Any]:
         connection, fresh = await self._connected(deadline)
         try:
+            if sent is not None:
+                sent.append(None)
             return await connection.request(request, deadline)
         except TimeoutError as exc:
             raise SidecarTimeout(
@@ -324,6 +335,8 @@ class AsyncClient:
         except SidecarUnavailable as unavailable:
             raise SidecarTimeout(f"{unavailable} (after the first attempt went out)") from unavailable
         try:
+            if sent is not None:
+                sent.append(None)
             return await connection.request(request, deadline)
         except TimeoutError as exc:
             raise SidecarTimeout(
