@@ -21,6 +21,7 @@ import stat
 from pathlib import Path
 
 from drawstate.paths import implicit_socket_path, unsafe_socket_dir
+from drawstated.config import default_data_dir
 from drawstated.server.startup import AlreadyRunning, CannotCreate, NotASocket, SocketInUse, UnsafeSocketDir
 
 log = logging.getLogger("drawstated.server.locks")
@@ -79,14 +80,30 @@ def _make_dir(path: Path, what: str) -> None:
 
 
 def _prepare_data_dir(data_dir: Path) -> None:
-    """Create the data dir 0700; an existing one stays as its owner made it (e.g. a shared volume)."""
+    """Create the data dir 0700, and keep the default one 0700; warn about any other that others can reach.
+
+    The default data dir is drawstate's own, so one an older version left open (0755, say) is made
+    private again. A dir the operator chose (a shared volume, say) keeps the mode its owner gave it,
+    with a warning when group or others can read it (the journal, the embedded Redis's states and
+    their metadata) or write to it (replace the journal).
+    """
     _make_dir(data_dir, "data dir")
-    mode = stat.S_IMODE(data_dir.stat().st_mode)
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+    info = data_dir.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return
+    if data_dir == default_data_dir() and info.st_uid == os.geteuid():
+        data_dir.chmod(0o700)
         log.warning(
-            "data dir is writable by group or others, who could replace the journal; chmod 0700 it",
+            "default data dir was open to group or others; made it 0700",
             extra={"data_dir": str(data_dir), "mode": f"{mode:04o}"},
         )
+        return
+    who = "written" if mode & (stat.S_IWGRP | stat.S_IWOTH) else "read"
+    log.warning(
+        f"data dir can be {who} by group or others (the journal, the embedded Redis's data); chmod 0700 it",
+        extra={"data_dir": str(data_dir), "mode": f"{mode:04o}"},
+    )
 
 
 def _prepare_socket_dir(socket_path: Path) -> None:
