@@ -216,6 +216,16 @@ def _unit_allows() -> set[str]:
     return allowed
 
 
+def _accepts(path: Path) -> bool:
+    """Whether a daemon listens at `path` (the file alone can exist before listen())."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 #: How long the daemon may take to start, or to stop, under strace.
 STRACED_START_S = 120
 
@@ -232,8 +242,9 @@ def test_the_daemon_and_its_embedded_redis_stay_inside_the_unit_syscall_filter(s
     try:
         # Under strace on two shared cores start-up can take tens of seconds: a wide margin, but fail at
         # once if the traced daemon exits.
-        wait_until(lambda: path.exists() or tracer.poll() is not None, timeout=STRACED_START_S)
-        assert path.exists(), (sock_dir / "daemon.log").read_text()[-2000:]
+        # The socket file appears at bind(), before listen(): wait until it accepts a connection.
+        wait_until(lambda: _accepts(path) or tracer.poll() is not None, timeout=STRACED_START_S)
+        assert _accepts(path), (sock_dir / "daemon.log").read_text()[-2000:]
         daemon_pid = int((data / "drawstated.lock").read_text())
         state = new_state(lock_key="filter:player")
         with Client(path, timeout=10) as client:
