@@ -18,7 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from drawstate.errors import DrawStateError, OutcomeUnknown, Overloaded, SidecarTimeout, SidecarUnavailable
+from drawstate.errors import (
+    DrawStateError,
+    InternalError,
+    OutcomeUnknown,
+    Overloaded,
+    SidecarTimeout,
+    SidecarUnavailable,
+)
 
 log = logging.getLogger("drawstate.retry")
 
@@ -77,6 +84,13 @@ class _Attempts:
         """The pause before the next attempt; raises the final error when there is none."""
         self.tries += 1
         if not exc.retryable:
+            if self.retry.doubt_is_unknown and isinstance(exc, InternalError):
+                # The daemon failed after it took the request: whether Redis applied it is not known.
+                raise OutcomeUnknown(
+                    f"{self.what}: the daemon failed while handling it ({exc}); it may have taken effect: "
+                    "resend it",
+                    details=exc.details,
+                ) from exc
             raise exc
         self.maybe = self.maybe or maybe_applied(exc)
         pause = min(self.backoff, self.retry.max_backoff_s) * (0.5 + random.random())  # noqa: S311  # jitter

@@ -556,6 +556,16 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "internal-is-unknown",
+        "a save the daemon answered `internal` is in doubt (OutcomeUnknown), never 'not recorded'",
+        "client/drawstate/resend.py",
+        (Edit("if self.retry.doubt_is_unknown and isinstance(exc, InternalError):", "if False:"),),
+        (
+            MULTIDRAW_UNIT
+            + "test_an_internal_error_leaves_the_draw_in_doubt_and_recording_it_again_resends_the_same_save",
+        ),
+    ),
+    Mutant(
         "drawstate-bounds-total-count",
         "total_count is at most the limit (both the fast check and the rule-by-rule walk)",
         "client/drawstate/rules.py",

@@ -13,6 +13,7 @@ import pytest
 from drawstate import (
     DrawError,
     DrawState,
+    InternalError,
     MultiDraw,
     OperationClosed,
     OutcomeUnknown,
@@ -104,6 +105,19 @@ def test_one_lost_reply_among_refused_attempts_still_makes_the_outcome_unknown()
     client = ScriptedClient(SidecarTimeout("no reply"), *[SidecarUnavailable("restarting")] * 100)
     with pytest.raises(OutcomeUnknown):
         _session(client).record(GOLD)
+
+
+def test_an_internal_error_leaves_the_draw_in_doubt_and_recording_it_again_resends_the_same_save():
+    """`internal` comes after the daemon took the save: Redis may have applied it, so not "not recorded"."""
+    client = ScriptedClient(InternalError("the daemon failed"), 5)
+    session = _session(client)
+    with pytest.raises(OutcomeUnknown) as caught:
+        session.record(GOLD)
+    assert isinstance(caught.value.__cause__, InternalError)
+    assert len(client.saves) == 1 and session.version == 4
+    assert session.record(GOLD) == 1  # the same draw again: the same save, the same token
+    assert client.saves[0]["token"] == client.saves[1]["token"]
+    assert session.version == 5
 
 
 def test_recording_the_same_draw_after_a_failed_save_resends_that_save_with_its_token():
