@@ -291,3 +291,53 @@ def test_on_a_full_tmpfs_a_rollback_is_refused_retryable_then_journaled_once_spa
         f"{TMPFS_SIZE} tmpfs filled: rollback redis_unavailable, journal kept {full.kept}, dropped "
         f"{full.dropped}; after freeing space the resend was deferred and journaled"
     )
+
+
+def test_the_background_task_works_again_once_the_disk_has_room_rewrites_the_journal_and_applies_the_rollback(
+    home, durable_redis, chaos_report
+):
+    """The background rewrite of a damaged journal fails on a full disk and is retried with
+    backoff; once there is room it succeeds (the torn tail is gone, the whole record kept), and
+    when Redis returns the rollback is applied and the journal cleared."""
+    data_dir = home / "data"
+    data_dir.mkdir(mode=0o700)
+    path = data_dir / JOURNAL_NAME
+    stranded = _state(5)
+    first = _spawn(home, durable_redis, data_dir)
+    with Client(first.socket_path, timeout=2.0) as client:
+        client.save(stranded)
+    first.stop()
+    journal.append(path, {"lock_key": stranded.lock_key, "operation_id": stranded.operation_id,
+                          "reason": "", "deferred_at": 1.0, "token": "tok"})  # fmt: skip
+    with open(path, "ab") as handle:
+        handle.write(b"DSJ1 99 0000")  # torn: a rewrite is due, and it has a record to write
+    durable_redis.kill()
+    before = path.read_bytes()
+
+    daemon = _spawn(home, durable_redis, data_dir, prefix=("prlimit", "--fsize=0:"))
+    wait_until(lambda: "deferred cleanup failed; retrying" in daemon.log())
+    assert "deferred cleanup working again" not in daemon.log()
+    assert path.read_bytes() == before  # the disk refused the rewrite: the journal is as it was
+    with Client(daemon.socket_path, timeout=2.0) as client:
+        assert _deferred_count(client) == 1
+
+        daemon.limit_file_size(None)  # room again; Redis is still down
+        wait_until(lambda: "deferred cleanup working again" in daemon.log())
+        clean = journal.read(path)
+        assert (clean.kept, clean.dropped, clean.torn_tail) == (1, 0, False)  # rewritten clean
+        assert _operations(path) == [stranded.operation_id]
+        assert _deferred_count(client) == 1  # still pending: Redis has not taken it yet
+
+        durable_redis.start()
+        with durable_redis.client() as rdb:
+            wait_until(lambda: not rdb.exists(_state_key(stranded)))
+        wait_until(lambda: _deferred_count(client) == 0)
+        assert client.load(stranded.lock_key, stranded.operation_id) is None
+    wait_until(lambda: path.read_bytes() == b"")  # applied: the journal is cleared
+    assert "deferred rollback applied" in daemon.log()
+    daemon.stop()
+    assert "Traceback" not in daemon.log()
+    chaos_report["journal: background task after a full disk"] = (
+        "rewrite refused with backoff; once the limit was lifted the journal was rewritten clean "
+        "(1 kept, torn tail dropped) and, with Redis back, the rollback applied and the journal cleared"
+    )
