@@ -1,4 +1,4 @@
-"""Pages of `pending` and `audit` end before their reply outgrows a frame, filtered scans before
+"""Pages of `pending`, `audit` and `outcomes` end before their reply outgrows a frame, filtered scans before
 their deadline, each with a cursor to go on from; a malformed cursor is `invalid_request`.
 
 Before, an `audit` page of large events was a frame the client could not read ("bad frame"), an
@@ -17,7 +17,7 @@ import pytest
 from drawstate import DrawState, InvalidRequest, new_operation_id
 from drawstate.limits import MAX_FRAME_BYTES, Limits
 from drawstate.protocol import encode_frame
-from drawstated.keys import audit_key
+from drawstated.keys import audit_key, state_key
 from tests.support.wire import RawPeer
 
 #: A lock key of 200 four-byte characters: the largest a pending item can carry (800 bytes).
@@ -25,6 +25,8 @@ WIDE_LOCK_KEY = "\U0001f3b2" * 200
 #: Events planted in the outcome stream for the filtered scan, and the deadline of one page.
 SCAN_EVENTS = 60_000
 SCAN_DEADLINE_S = 0.3
+#: States planted for the filtered `pending` walk.
+PENDING_SCAN_STATES = 20_000
 
 
 def _state(lock_key: str, operation_id: str | None = None, **fields: Any) -> DrawState:
@@ -124,6 +126,70 @@ def test_an_audit_filtered_by_lock_key_stops_within_its_deadline_and_resumes_fro
     print(f"filtered audit over {SCAN_EVENTS} events: {pages} pages of at most {SCAN_DEADLINE_S} s")
     assert found == [first.operation_id, last.operation_id]
     assert pages > 1  # the scan did not fit one deadline: it went on from its cursor
+
+
+def test_an_outcomes_page_of_large_events_ends_before_a_frame_and_the_rest_comes_next_time(client, daemon):
+    """`outcomes` has no cursor: what was read past the end of a page is pending for the consumer
+    and comes first on its next read, once the page before is acknowledged."""
+    metadata = {f"key{n}": "v" * 1024 for n in range(32)}  # ~33 KiB of metadata per event
+    ended = []
+    for n in range(60):
+        state = _state(f"player:{n}", metadata=metadata)
+        client.save(state)
+        client.complete(state.lock_key, state.operation_id)
+        ended.append(state.operation_id)
+    peer = RawPeer(daemon.config.socket_path, timeout=10.0)
+    request = {"id": 1, "op": "outcomes", "group": "refunds", "consumer": "w", "limit": 1000}
+    found: list[str] = []
+    sizes: list[int] = []
+    while True:
+        reply = peer.request(request)
+        assert reply["ok"] is True, reply
+        if not reply["items"]:
+            break
+        sizes.append(len(encode_frame(reply)))
+        found += [item["operation_id"] for item in reply["items"]]
+        assert client.ack("refunds", [item["id"] for item in reply["items"]]) == len(reply["items"])
+    peer.close()
+    assert max(sizes) <= MAX_FRAME_BYTES
+    assert len(sizes) >= 2  # 60 events x 33 KiB: two frames' worth, not one page
+    assert found == ended  # every event once, in stream order
+
+
+def test_pending_older_than_over_many_operations_stops_within_its_deadline_and_resumes_from_its_cursor(
+    client, rdb, new_state
+):
+    """Every lock key walked with `older_than_s`: few states match, so a page reads many before it
+    has anything; past its share of the deadline it returns what it has, with a cursor."""
+    hay = _state("player:hay")
+    client.save(hay)
+    key = state_key("lottery", hay.lock_key, hay.operation_id)
+    raw = rdb.get(key)
+    assert raw is not None
+    pipe = rdb.pipeline(transaction=False)
+    for n in range(PENDING_SCAN_STATES):  # recent states: not older than the filter
+        pipe.set(state_key("lottery", f"player:hay{n}", hay.operation_id), raw)
+    pipe.execute()
+    long_ago = int(time.time()) - 600
+    needles = [
+        new_state(f"player:needle{n}", start_time=long_ago, last_update_time=long_ago) for n in range(2)
+    ]
+    for needle in needles:
+        client.save(needle)
+
+    found, pages, cursor = set(), 0, None
+    while True:
+        started = time.monotonic()
+        page = client.pending(older_than_s=300, cursor=cursor, limit=1000, timeout=SCAN_DEADLINE_S)
+        assert time.monotonic() - started < SCAN_DEADLINE_S
+        pages += 1
+        found |= {(item.lock_key, item.operation_id) for item in page.items}
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    print(f"filtered pending over {PENDING_SCAN_STATES} states: {pages} pages of at most {SCAN_DEADLINE_S} s")
+    assert found == {(needle.lock_key, needle.operation_id) for needle in needles}
+    assert pages > 1  # the walk did not fit one deadline: it went on from its cursor
 
 
 PENDING_CURSORS = [
