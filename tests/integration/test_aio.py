@@ -7,8 +7,10 @@ behaviour is shown on asyncio's own loop and on uvloop's.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ import uvloop
 from drawstate import (
     DrawState,
     InvalidDrawState,
+    Retry,
     SidecarTimeout,
     SidecarUnavailable,
     VersionConflict,
@@ -204,3 +207,20 @@ def test_a_call_whose_connection_breaks_after_it_went_out_is_sent_again_on_a_new
                 assert loaded is not None and loaded.version == 1
 
         run(main())
+
+
+def test_a_retry_policy_resends_retryable_failures_and_logs_each_at_debug(tmp_path: Path, caplog, run):
+    caplog.set_level(logging.DEBUG, logger="drawstate.retry")
+    retry = Retry(attempts=3, backoff_s=0.01, max_backoff_s=0.02)
+
+    async def main() -> None:
+        async with AsyncClient(tmp_path / "nobody.sock", timeout=0.5, retry=retry) as client:
+            with pytest.raises(SidecarUnavailable):
+                await client.ping()
+
+    run(main())
+    retries = [record for record in caplog.records if record.name == "drawstate.retry"]
+    assert len(retries) == 2  # three attempts: two resends
+    assert all(
+        record.levelno == logging.DEBUG and "sidecar_unavailable" in record.getMessage() for record in retries
+    )

@@ -8,14 +8,17 @@ listener inside, which must never receive a connection.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import stat
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from drawstate import Client, SidecarUnavailable
+from drawstate.aio import AsyncClient
 from drawstate.paths import SOCKET_ENV, SOCKET_NAME
 from drawstated.server.startup import EXIT_NOT_A_SOCKET, EXIT_UNSAFE_SOCKET_DIR
 from tests.support.daemon import DaemonProcess
@@ -84,6 +87,38 @@ def test_a_squatted_default_socket_dir_is_refused_by_the_client(sock_dir, monkey
         # A path given explicitly is the operator's choice: the same socket is then reached.
         with Client(runtime / SOCKET_NAME, timeout=0.2) as explicit, pytest.raises(SidecarUnavailable):
             explicit.ping()  # the squatter never answers; what matters is that it was reached
+        assert not _nobody_connected(listener)
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+@pytest.mark.parametrize(("squat", "reason"), SQUATS)
+def test_a_squatted_default_socket_dir_is_refused_by_the_async_client(
+    sock_dir, monkeypatch, squat, reason, run
+):
+    if "owner" in squat and os.geteuid() != 0:
+        pytest.skip("chown to another uid needs root")
+    runtime = sock_dir / "run"
+    listener = _squat(runtime, **squat)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv(SOCKET_ENV, raising=False)
+
+    async def refused() -> None:
+        async with AsyncClient(timeout=2) as client:
+            with pytest.raises(SidecarUnavailable, match=reason):
+                await client.ping()
+
+    async def explicit() -> None:
+        # A path given explicitly is the operator's choice: the same socket is then reached.
+        async with AsyncClient(runtime / SOCKET_NAME, timeout=0.2) as client:
+            with pytest.raises(SidecarUnavailable):
+                await client.ping()  # the squatter never answers; what matters is that it was reached
+
+    try:
+        run(refused())
+        assert _nobody_connected(listener)
+        run(explicit())
         assert not _nobody_connected(listener)
     finally:
         listener.close()
