@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from drawstate import MultiDraw
 from tests.support.waiting import wait_until
+
+#: What the sweeper warns when a consumer group holds the outcome stream over its cap, and after.
+OVER_CAP = "outcome stream over its cap"
+BACK_WITHIN_CAP = "outcome stream back within its cap"
 
 
 def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -49,3 +55,42 @@ def test_metrics_are_scraped_over_http_with_the_counts_of_what_happened(
 
 def test_no_metrics_port_by_default(daemon):
     assert daemon.server.metrics is None
+
+
+def test_a_consumer_group_holding_the_outcome_stream_over_its_cap_is_a_gauge_and_one_warning(
+    redis_url, make_config, start_daemon, caplog
+):
+    caplog.set_level(logging.INFO, logger="drawstated.storage.sweeper")
+    config = make_config(redis_url=redis_url, metrics_port=0, sweep_interval_s=0.1, audit_maxlen=5)
+    daemon = start_daemon(config)
+    port = daemon.server.metrics.bound_port
+
+    def warnings(text: str) -> list[logging.LogRecord]:
+        return [
+            r for r in caplog.records if r.name == "drawstated.storage.sweeper" and text in r.getMessage()
+        ]
+
+    with daemon.client(timeout=5) as client:
+        assert _scrape(port)["drawstate_outcome_stream_over_cap", ()] == 0
+        client.outcomes("refunds", "slow-worker")  # the group exists and reads from the start
+        for i in range(20):
+            draw = MultiDraw.start(client, f"cap:{i}", 1, metadata={"user_id": str(i)})
+            draw.record(i)
+            draw.complete()
+        wait_until(lambda: _scrape(port)["drawstate_outcome_stream_over_cap", ()] == 1)
+        assert _scrape(port)["drawstate_outcome_stream_length", ()] == 20  # nothing owed was trimmed
+        held_at = client.stats().sweeps
+        wait_until(lambda: client.stats().sweeps >= held_at + 3)  # more sweeps, still held
+        [over] = warnings(OVER_CAP)  # once for the whole streak, not once per sweep
+        assert over.levelno == logging.WARNING and (over.__dict__["length"], over.__dict__["cap"]) == (20, 5)
+        assert warnings(BACK_WITHIN_CAP) == []
+
+        while events := client.outcomes("refunds", "slow-worker", limit=7):
+            client.ack("refunds", [e.id for e in events])
+        wait_until(lambda: _scrape(port)["drawstate_outcome_stream_over_cap", ()] == 0)
+        assert _scrape(port)["drawstate_outcome_stream_length", ()] <= 5
+        back_at = client.stats().sweeps
+        wait_until(lambda: client.stats().sweeps >= back_at + 3)
+    [back] = warnings(BACK_WITHIN_CAP)
+    assert back.levelno == logging.WARNING
+    assert len(warnings(OVER_CAP)) == 1

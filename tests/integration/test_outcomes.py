@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from drawstate import Client, DrawError, DrawState, InvalidRequest, MultiDraw, OperationClosed, StaleState
+from drawstated.ops.fields import MAX_PENDING_LIMIT
 from tests.support.waiting import wait_until
 
 METADATA = {"user_id": "1001", "banner": "summer", "price_paid": "1600"}
@@ -281,6 +282,18 @@ def test_outcome_event_carries_what_a_refund_needs(client):
 def test_bad_outcomes_requests_are_invalid_requests(client, request_fields):
     with pytest.raises(InvalidRequest):
         client._call({"op": "outcomes", **request_fields}, None)
+
+
+def test_outcomes_takes_a_limit_up_to_its_maximum_and_answers_invalid_request_above_it(client):
+    for i in range(3):
+        _started(client, f"limit:{i}", draws=1, total=1).complete()
+    assert len(client.outcomes("refunds", "w", limit=MAX_PENDING_LIMIT)) == 3
+    with pytest.raises(InvalidRequest) as caught:
+        client.outcomes("refunds", "other", limit=MAX_PENDING_LIMIT + 1)
+    assert caught.value.code == "invalid_request" and "limit" in str(caught.value)
+    with pytest.raises(InvalidRequest):
+        client._call({"op": "outcomes", "group": "refunds", "consumer": "other", "limit": 10**6}, None)
+    assert client.ack("refunds", [e.id for e in client.outcomes("refunds", "w")]) == 3  # nothing else read
 
 
 @pytest.mark.parametrize(
