@@ -183,10 +183,10 @@ class MultiDraw(SessionCore):
         Raises ValueError once every draw is recorded. The save is resent with the same token
         while the answer is retryable, up to `resend_deadline_s`. If no definite answer comes:
         OutcomeUnknown when the save may have been applied (the draw is in doubt: do not grant
-        it now; an `internal` answer is one), else the error (the draw is not recorded). Either way, record the same result
-        again (the same save is resent, so it cannot apply twice), or stop and leave the
-        operation to `resume`, where every result in the state is owed to the player: grant
-        idempotently, keyed by (operation_id, draw index).
+        it now; an `internal` answer is one), else the error (the draw is not recorded). Either
+        way, record the same result again (the same save is resent, so it cannot apply twice),
+        or stop and leave the operation to `resume`, where every result in the state is owed to
+        the player: grant idempotently, keyed by (operation_id, draw index).
         """
         candidate, index = self.record_candidate(result)
         self._save(candidate)
