@@ -118,6 +118,20 @@ def test_a_recorded_draw_rewritten_to_break_a_rule_is_refused_as_the_callers_mis
     assert "results[1]" in str(caught.value)
 
 
+def test_a_recorded_prize_broken_at_the_same_length_is_refused_as_the_callers_mistake(
+    client: Client, daemon: DaemonThread
+) -> None:
+    """Probability 0.1 → 2.1 keeps the list's text length, so its first bytes end where the remembered
+    ones did: only their hash shows a recorded draw changed, and the full rules then name it."""
+    op = new_operation_id()
+    client.save(state(op, [1], prize_results=[GOLD]))
+    assert remembered(daemon, op) is not None
+    with pytest.raises(InvalidDrawState) as caught:
+        client.save(state(op, [1, 2], prize_results=[{**GOLD, "probability": 2.1}, GOLD]))
+    assert caught.value.details["source"] == "request"
+    assert "prize_results[0].probability" in str(caught.value)
+
+
 def test_an_appended_draw_that_breaks_a_rule_is_refused_when_the_rest_is_remembered(
     client: Client, daemon: DaemonThread
 ) -> None:

@@ -640,7 +640,7 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
         (
             ACCEPTED,
-            INCREMENTAL + "test_a_recorded_draw_rewritten_to_break_a_rule_is_refused_as_the_callers_mistake",
+            INCREMENTAL + "test_a_recorded_prize_broken_at_the_same_length_is_refused_as_the_callers_mistake",
         ),
     ),
     Mutant(
