@@ -96,14 +96,21 @@ MUTANTS: tuple[Mutant, ...] = (
         "recorded results are immutable: the stored list is a prefix of the new one",
         SAVE_LUA,
         (Edit("ipairs({'results', 'prize_results', 'errors'})", "ipairs({'prize_results', 'errors'})"),),
-        (ERRORS + "test_rewriting_a_recorded_draw_is_stale_state",),
+        (
+            ERRORS + "test_rewriting_a_recorded_draw_is_stale_state",
+            INCREMENTAL + "test_rewriting_a_recorded_draw_to_a_text_of_the_same_length_is_stale_state",
+            INCREMENTAL + "test_a_daemon_remembering_nothing_checks_every_save_whole",
+        ),
     ),
     Mutant(
         "draw-prefix-prizes",
         "recorded prize_results are immutable: the stored list is a prefix of the new one",
         SAVE_LUA,
         (Edit("ipairs({'results', 'prize_results', 'errors'})", "ipairs({'results', 'errors'})"),),
-        (ERRORS + "test_rewriting_a_recorded_prize_is_stale_state",),
+        (
+            ERRORS + "test_rewriting_a_recorded_prize_is_stale_state",
+            INCREMENTAL + "test_rewriting_a_recorded_prize_to_a_text_of_the_same_length_is_stale_state",
+        ),
     ),
     Mutant(
         "draw-prefix-fast-path",
@@ -256,7 +263,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "after a rollback, any other caller (another token) gets operation_closed and must not refund",
         CLOSE_LUA,
         (Edit("  if kind == 'rollback' and t['token'] ~= token then\n", "  if false then\n"),),
-        (OUTCOMES + "test_a_second_caller_after_a_rollback_gets_operation_closed_and_must_not_refund",),
+        (
+            OUTCOMES + "test_a_second_caller_after_a_rollback_gets_operation_closed_and_must_not_refund",
+            OUTCOMES_FAILURES
+            + "test_a_sidecar_restart_between_close_and_confirm_answers_the_resent_rollback_the_same",
+        ),
     ),
     Mutant(
         "rollback-token-repeat",
@@ -273,7 +284,12 @@ MUTANTS: tuple[Mutant, ...] = (
         "an operation ends once: a complete after a rollback (or the reverse) is operation_closed",
         CLOSE_LUA,
         (Edit("  if closed_kind ~= kind then\n", "  if false then\n"),),
-        (ERRORS + "test_complete_after_rollback_and_rollback_after_complete_are_refused",),
+        (
+            ERRORS + "test_complete_after_rollback_and_rollback_after_complete_are_refused",
+            OUTCOMES + "test_after_a_final_rollback_no_save_complete_or_resume_succeeds_through_any_daemon",
+            OUTCOMES_FAILURES
+            + "test_a_deferred_rollback_that_lost_to_a_completion_on_another_host_pays_no_one_and_notes_it",
+        ),
     ),
     Mutant(
         "deferred-rollback-refund",
@@ -316,7 +332,11 @@ MUTANTS: tuple[Mutant, ...] = (
                 "  local added = {}\n",
             ),
         ),
-        (OUTCOMES + "test_every_ending_writes_exactly_one_terminal_event",),
+        (
+            OUTCOMES + "test_every_ending_writes_exactly_one_terminal_event",
+            OUTCOMES + "test_outcome_event_carries_what_a_refund_needs",
+            MULTIDRAW + "test_audit_stream_holds_one_event_per_rollback_and_complete_with_the_right_counts",
+        ),
     ),
     Mutant(
         "outcome-event-by-daemon",
@@ -333,7 +353,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "trimming the outcome stream never drops an event a consumer group still owes",
         "daemon/drawstated/redis/lua/trim.lua",
         (Edit("if floor ~= nil and older(floor, threshold) then\n", "if false then\n"),),
-        (OUTCOMES_FAILURES + "test_the_stream_never_drops_an_event_a_group_still_owes",),
+        (
+            OUTCOMES_FAILURES + "test_the_stream_never_drops_an_event_a_group_still_owes",
+            "tests/integration/test_metrics.py::test_a_consumer_group_holding_the_outcome_stream_over_its_cap_is_a_gauge_and_one_warning",
+        ),
     ),
     Mutant(
         "outcomes-ack-after-handler",
@@ -345,7 +368,10 @@ MUTANTS: tuple[Mutant, ...] = (
                 "                self.ack(group, [event.id])\n                yield event\n",
             ),
         ),
-        (OUTCOMES + "test_iter_outcomes_acknowledges_only_after_the_handler_returns",),
+        (
+            OUTCOMES + "test_iter_outcomes_acknowledges_only_after_the_handler_returns",
+            "tests/integration/test_cli_outcomes.py::test_refund_worker_parks_a_rollback_of_an_unreadable_state_and_acknowledges_it_only_once_parked",
+        ),
     ),
     Mutant(
         "refund-owed",
@@ -451,6 +477,8 @@ MUTANTS: tuple[Mutant, ...] = (
         (Edit("class ReadOnlyError(DemotedReply):", "class ReadOnlyError(RetryableReply):"),),
         (
             "tests/integration/test_sentinel.py::test_connections_to_a_master_demoted_while_alive_are_retired_and_saves_keep_their_deadline",
+            "tests/unit/test_autopipeline.py::test_a_demoted_connection_is_retired_and_a_new_one_takes_the_next_batch",
+            "tests/unit/test_resp_protocol.py::test_a_demoted_master_takes_nothing_new_and_closes_once_in_flight_replies_are_in",
         ),
     ),
     Mutant(
@@ -542,7 +570,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "a MultiDraw session rolls back with one token, so a resend gets the same answer",
         "client/drawstate/session.py",
         (Edit("        return self._rollback_token\n", "        return new_token()\n"),),
-        (OUTCOMES + "test_multidraw_rollback_resends_with_one_token_and_returns_a_final_refund",),
+        (
+            OUTCOMES + "test_multidraw_rollback_resends_with_one_token_and_returns_a_final_refund",
+            MULTIDRAW_UNIT + "test_a_deferred_answer_after_an_attempt_that_may_have_applied_decides_nothing",
+        ),
     ),
     Mutant(
         "outcome-unknown",
