@@ -197,15 +197,14 @@ def test_a_rollback_the_full_disk_refuses_is_retryable_hides_nothing_and_is_jour
     )
 
 
-def test_shutdown_completes_and_removes_the_socket_when_the_journal_cannot_be_rewritten(
-    home, durable_redis, chaos_report
-):
-    """A damaged journal is rewritten clean at start: with no room at all that fails at start, in
-    the background task (which keeps going) and at shutdown; none of it stops the daemon."""
+def _stranded_behind_a_torn_journal(
+    home: Path, durable_redis: RedisProcess, index: int
+) -> tuple[Path, Path, DrawState]:
+    """A saved operation whose rollback the journal holds, then a torn tail (a rewrite is due); Redis down."""
     data_dir = home / "data"
     data_dir.mkdir(mode=0o700)
     path = data_dir / JOURNAL_NAME
-    stranded = _state(3)
+    stranded = _state(index)
     first = _spawn(home, durable_redis, data_dir)
     with Client(first.socket_path, timeout=2.0) as client:
         client.save(stranded)
@@ -213,8 +212,17 @@ def test_shutdown_completes_and_removes_the_socket_when_the_journal_cannot_be_re
     journal.append(path, {"lock_key": stranded.lock_key, "operation_id": stranded.operation_id,
                           "reason": "", "deferred_at": 1.0, "token": "tok"})  # fmt: skip
     with open(path, "ab") as handle:
-        handle.write(b"DSJ1 99 0000")  # torn: the start-up rewrite is due
+        handle.write(b"DSJ1 99 0000")
     durable_redis.kill()
+    return data_dir, path, stranded
+
+
+def test_shutdown_completes_and_removes_the_socket_when_the_journal_cannot_be_rewritten(
+    home, durable_redis, chaos_report
+):
+    """A damaged journal is rewritten clean at start: with no room at all that fails at start, in
+    the background task (which keeps going) and at shutdown; none of it stops the daemon."""
+    data_dir, path, _ = _stranded_behind_a_torn_journal(home, durable_redis, 3)
     before = path.read_bytes()
 
     daemon = _spawn(home, durable_redis, data_dir, prefix=("prlimit", "--fsize=0:"))
@@ -299,19 +307,7 @@ def test_the_background_task_works_again_once_the_disk_has_room_rewrites_the_jou
     """The background rewrite of a damaged journal fails on a full disk and is retried with
     backoff; once there is room it succeeds (the torn tail is gone, the whole record kept), and
     when Redis returns the rollback is applied and the journal cleared."""
-    data_dir = home / "data"
-    data_dir.mkdir(mode=0o700)
-    path = data_dir / JOURNAL_NAME
-    stranded = _state(5)
-    first = _spawn(home, durable_redis, data_dir)
-    with Client(first.socket_path, timeout=2.0) as client:
-        client.save(stranded)
-    first.stop()
-    journal.append(path, {"lock_key": stranded.lock_key, "operation_id": stranded.operation_id,
-                          "reason": "", "deferred_at": 1.0, "token": "tok"})  # fmt: skip
-    with open(path, "ab") as handle:
-        handle.write(b"DSJ1 99 0000")  # torn: a rewrite is due, and it has a record to write
-    durable_redis.kill()
+    data_dir, path, stranded = _stranded_behind_a_torn_journal(home, durable_redis, 5)
     before = path.read_bytes()
 
     daemon = _spawn(home, durable_redis, data_dir, prefix=("prlimit", "--fsize=0:"))
