@@ -79,14 +79,20 @@ def test_a_pending_page_of_the_widest_items_ends_before_a_frame_with_a_cursor(
     assert sorted(seen) == sorted(saved)
 
 
-def test_an_audit_page_of_large_events_ends_before_a_frame_and_the_client_reads_every_page(client, new_state):
-    metadata = {f"key{n}": "v" * 1024 for n in range(32)}  # ~33 KiB of metadata per event
+def _sixty_large_endings(client) -> list[str]:
+    """60 completed operations, each event carrying ~33 KiB of metadata (two frames' worth); their ids."""
+    metadata = {f"key{n}": "v" * 1024 for n in range(32)}
     ended = []
     for n in range(60):
         state = _state(f"player:{n}", metadata=metadata)
         client.save(state)
         client.complete(state.lock_key, state.operation_id)
         ended.append(state.operation_id)
+    return ended
+
+
+def test_an_audit_page_of_large_events_ends_before_a_frame_and_the_client_reads_every_page(client, new_state):
+    ended = _sixty_large_endings(client)
     page = client.audit(limit=1000)  # 60 events x 33 KiB: two frames' worth
     assert page.cursor is not None and 0 < len(page.items) < 60
     assert _frame_bytes(page) <= MAX_FRAME_BYTES
@@ -131,13 +137,7 @@ def test_an_audit_filtered_by_lock_key_stops_within_its_deadline_and_resumes_fro
 def test_an_outcomes_page_of_large_events_ends_before_a_frame_and_the_rest_comes_next_time(client, daemon):
     """`outcomes` has no cursor: what was read past the end of a page is pending for the consumer
     and comes first on its next read, once the page before is acknowledged."""
-    metadata = {f"key{n}": "v" * 1024 for n in range(32)}  # ~33 KiB of metadata per event
-    ended = []
-    for n in range(60):
-        state = _state(f"player:{n}", metadata=metadata)
-        client.save(state)
-        client.complete(state.lock_key, state.operation_id)
-        ended.append(state.operation_id)
+    ended = _sixty_large_endings(client)
     peer = RawPeer(daemon.config.socket_path, timeout=10.0)
     request = {"id": 1, "op": "outcomes", "group": "refunds", "consumer": "w", "limit": 1000}
     found: list[str] = []

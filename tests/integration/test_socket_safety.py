@@ -13,6 +13,7 @@ import os
 import socket
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvloop
@@ -72,14 +73,22 @@ def test_a_squatted_default_socket_dir_is_refused_by_the_daemon(sock_dir, squat,
         listener.close()
 
 
-@pytest.mark.parametrize(("squat", "reason"), SQUATS)
-def test_a_squatted_default_socket_dir_is_refused_by_the_client(sock_dir, monkeypatch, squat, reason):
+def _squatted_default_dir(
+    sock_dir: Path, monkeypatch: pytest.MonkeyPatch, squat: dict[str, Any]
+) -> tuple[Path, socket.socket]:
+    """A squatter's directory where a client looks by default (XDG_RUNTIME_DIR, no DRAWSTATE_SOCKET)."""
     if "owner" in squat and os.geteuid() != 0:
         pytest.skip("chown to another uid needs root")
     runtime = sock_dir / "run"
     listener = _squat(runtime, **squat)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     monkeypatch.delenv(SOCKET_ENV, raising=False)
+    return runtime, listener
+
+
+@pytest.mark.parametrize(("squat", "reason"), SQUATS)
+def test_a_squatted_default_socket_dir_is_refused_by_the_client(sock_dir, monkeypatch, squat, reason):
+    runtime, listener = _squatted_default_dir(sock_dir, monkeypatch, squat)
     try:
         with Client(timeout=2) as client, pytest.raises(SidecarUnavailable, match=reason):
             client.ping()
@@ -97,12 +106,7 @@ def test_a_squatted_default_socket_dir_is_refused_by_the_client(sock_dir, monkey
 def test_a_squatted_default_socket_dir_is_refused_by_the_async_client(
     sock_dir, monkeypatch, squat, reason, run
 ):
-    if "owner" in squat and os.geteuid() != 0:
-        pytest.skip("chown to another uid needs root")
-    runtime = sock_dir / "run"
-    listener = _squat(runtime, **squat)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    monkeypatch.delenv(SOCKET_ENV, raising=False)
+    runtime, listener = _squatted_default_dir(sock_dir, monkeypatch, squat)
 
     async def refused() -> None:
         async with AsyncClient(timeout=2) as client:
