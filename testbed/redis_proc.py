@@ -22,6 +22,18 @@ from drawstated.server.embedded import find_redis_server
 START_TIMEOUT_S = 10.0
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, grace_s: float = 5.0) -> None:
+    """SIGTERM a server still running and wait; SIGKILL it if it has not exited within `grace_s`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_answering(proc: subprocess.Popen[bytes], client: Callable[[], redis.Redis], log: Path) -> None:
     """Poll PING until the new server answers; fail with its log's tail if it exits or never does."""
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -89,12 +101,7 @@ class RedisProcess:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def cleanup(self) -> None:
         self.stop()

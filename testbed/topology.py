@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 
 from drawstated.server.embedded import find_redis_server
-from testbed.redis_proc import wait_answering
+from testbed.redis_proc import stop_process, wait_answering
 
 #: Starts one server from its argv; the default is a plain Popen with output discarded (it logs to a file).
 Spawn = Callable[[list[str]], "subprocess.Popen[bytes]"]
@@ -88,13 +88,7 @@ class TcpRedis:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 class SentinelTopology:
