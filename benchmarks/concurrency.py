@@ -30,7 +30,7 @@ import redis
 import redis.asyncio
 
 from benchmarks.load import COUNTED_ERRORS, WARMUP_SAVES, Recorder, sleep_until
-from benchmarks.measure import merge, samples
+from benchmarks.measure import merge
 from benchmarks.pool import Endpoints, WorkerContext
 from benchmarks.targets import CALL_TIMEOUT_S, TTL_S, Direct, direct_client
 from benchmarks.workloads import SaveStream
@@ -147,9 +147,7 @@ class AsyncRecorder(Recorder):
         except COUNTED_ERRORS:
             self.errors += 1
             return True
-        done = time.monotonic()
-        if done <= self.end_at:
-            self.ops.setdefault(name, samples()).append(done - began)
+        self.finished(name, began)
         return True
 
 

@@ -109,10 +109,14 @@ class Recorder:
         except COUNTED_ERRORS:
             self.errors += 1
             return True
+        self.finished(name, began)
+        return True
+
+    def finished(self, name: str, began: float) -> None:
+        """Record an operation that began at `began` and ended now, if it ended inside the window."""
         done = time.monotonic()
         if done <= self.end_at:
             self.ops.setdefault(name, samples()).append(done - began)
-        return True
 
     def count(self, name: str) -> int:
         return len(self.ops.get(name, ()))

@@ -12,6 +12,7 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -245,18 +246,25 @@ def parse_since(text: str, now: float | None = None) -> int:
     return max(0, int(time.time() if now is None else now) - parse_age(text))
 
 
-def _since_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_since(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx, param) from exc
+def time_option(
+    parse: Callable[[str], int],
+) -> Callable[[click.Context, click.Parameter, str | None], int | None]:
+    """A click callback that turns an option's text into seconds with `parse`, or a usage error."""
+
+    def convert(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from exc
+
+    return convert
 
 
 since_option = click.option(
     "--since",
-    callback=_since_option,
+    callback=time_option(parse_since),
     help="Only events from then on: unix seconds, or an age before now (90s, 10m, 2h, 1d).",
 )
 

@@ -29,6 +29,7 @@ from drawstated.cli.client import (
     print_json,
     since_option,
     socket_option,
+    time_option,
     timeout_option,
 )
 
@@ -46,13 +47,7 @@ def _table(items: list[PendingItem]) -> str:
     return "\n".join(lines)
 
 
-def _age_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_age(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx, param) from exc
+_age_option = time_option(parse_age)
 
 
 @click.command()
