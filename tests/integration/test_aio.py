@@ -160,6 +160,25 @@ def test_calls_survive_a_daemon_restart_under_load(redis_url, make_config, start
     assert saves > 50 and resent > 0
 
 
+def test_an_idle_connection_a_restarted_daemon_closed_is_replaced_on_the_next_call(
+    redis_url, make_config, start_daemon, run
+):
+    """The daemon restarts while the client is idle: the next call finds the old connection dead
+    only when it writes, before anything was read, and goes out once more on a new one."""
+    config = make_config(redis_url=redis_url)
+    first = start_daemon(config)
+
+    async def main() -> None:
+        async with AsyncClient(config.socket_path, timeout=5) as client:
+            assert (await client.ping()).up
+            await asyncio.to_thread(first.stop)
+            await asyncio.to_thread(start_daemon, config)  # the same socket path, a new daemon
+            assert (await client.ping()).up
+            assert (await client.ping()).up
+
+    run(main())
+
+
 def test_async_multidraw_records_completes_and_rolls_back_like_the_blocking_one(daemon, run):
     async def main() -> None:
         async with AsyncClient(daemon.config.socket_path, timeout=5) as client:

@@ -56,7 +56,8 @@ class MultiplexedConnection:
 
     @property
     def closed(self) -> bool:
-        return self._closed is not None
+        """Whether this connection can no longer carry a request (the next call opens another)."""
+        return self._closed is not None or self._writer.is_closing()
 
     async def request(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
         """Send `request` and wait for its reply (TimeoutError at `deadline`, ConnectionError if lost)."""
@@ -78,6 +79,10 @@ class MultiplexedConnection:
             async with asyncio.timeout(max(0.0, remaining)):
                 await self._writer.drain()
                 return await reply
+        except ConnectionError as exc:  # a write found the daemon gone before the reader did
+            if self._closed is None:
+                self._fail_all(exc)  # so no later call is sent on it
+            raise
         finally:
             self._waiting.pop(request_id, None)  # a late reply to it is dropped by the reader
 
