@@ -102,6 +102,16 @@ class OutcomeUnknown(DrawStateError):
     retryable = True
 
 
+class BaseUnknown(DrawStateError):
+    """A save sent only the draws it appends, but the daemon does not hold the state they extend.
+
+    Send the whole state instead. Client and AsyncClient do so themselves within the same call
+    (protocol.md §7.2); only a client that builds such saves itself sees this error.
+    """
+
+    code = "base_unknown"
+
+
 class FrameTooLarge(DrawStateError):
     code = "frame_too_large"
 
@@ -140,6 +150,7 @@ ERROR_CLASSES: dict[str, type[DrawStateError]] = {
         Overloaded,
         DurabilityNotMet,
         OutcomeUnknown,
+        BaseUnknown,
         FrameTooLarge,
         InternalError,
         SidecarUnavailable,

@@ -38,6 +38,8 @@ DEADLINE_EXCEEDED = "deadline_exceeded"
 OVERLOADED = "overloaded"
 DURABILITY_NOT_MET = "durability_not_met"
 OUTCOME_UNKNOWN = "outcome_unknown"
+#: A save sent only what it appends, to a state this daemon does not hold: send the whole state.
+BASE_UNKNOWN = "base_unknown"
 FRAME_TOO_LARGE = "frame_too_large"
 INTERNAL = "internal"
 

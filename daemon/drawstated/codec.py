@@ -41,6 +41,11 @@ _RESULTS_KEY, _PRIZES_KEY, _ERRORS_KEY = (f',"{name}":['.encode() for name in DR
 _DIGEST_RECORD = struct.Struct(">32s" + "Q32s" * len(DRAW_LISTS))
 #: What follows the last draw list: its closing bracket, then the field after the lists.
 _AFTER_LISTS = b'],"start_time":'
+_CLOSE_BRACKET = ord("]")
+_LIST_KEYS = (_RESULTS_KEY, _PRIZES_KEY, _ERRORS_KEY)
+_COMPLETED_KEY = b',"completed_count":'
+_START_KEY = b',"start_time":'
+_LAST_UPDATE_KEY = b',"last_update_time":'
 #: Written by the daemon in this order; the save script appends version and token itself.
 _ORDER = tuple(name for name in FIELD_ORDER if name not in ("version", "metadata"))
 _OMIT_EMPTY = frozenset({"results", "prize_results", "errors"})
@@ -98,6 +103,52 @@ def draw_lists(head: bytes, state: Mapping[str, Any]) -> tuple[memoryview, memor
         view[prizes_at + len(_PRIZES_KEY) : prizes_end] if prizes else empty,
         view[errors_at + len(_ERRORS_KEY) : end] if errors else empty,
     )
+
+
+def extend_head(
+    head: bytes, lengths: Sequence[int], completed_count: int, last_update_time: int, added: Sequence[bytes]
+) -> tuple[bytes, list[memoryview]]:
+    """The head of `head`'s state with draws appended and its two counters set, without decoding it.
+
+    `head` is encode_head of a valid state whose draw lists' texts are `lengths` long (draw_lists);
+    `added` holds, per draw list, the new elements' JSON text without brackets (b"" for none).
+    Canonical JSON is one text per value and an element's text does not depend on its neighbours,
+    so the result is byte for byte encode_head of the extended state (tests/unit/test_appended.py
+    holds it to that). Returns the head and each draw list's new text (views into it); ValueError
+    if `head` is not laid out as `lengths` say.
+    """
+    count_at = head.index(_COMPLETED_KEY) + len(_COMPLETED_KEY)
+    at = head.index(b",", count_at)  # an int's digits end at the next field's comma
+    parts: list[bytes | memoryview] = [head[:count_at], b"%d" % completed_count]
+    view = memoryview(head)
+    spans = []
+    size = len(parts[0]) + len(parts[1])
+    for key, known, new in zip(_LIST_KEYS, lengths, added, strict=True):
+        pieces: tuple[bytes | memoryview, ...] = ()
+        if known:
+            if not head.startswith(key, at) or head[at + len(key) + known] != _CLOSE_BRACKET:
+                raise ValueError("head does not hold the draw lists it was described with")
+            start = at + len(key)
+            pieces = (view[start : start + known], b",", new) if new else (view[start : start + known],)
+            at = start + known + 1
+        elif new:
+            pieces = (new,)
+        if pieces:
+            length = sum(len(piece) for piece in pieces)
+            spans.append((size + len(key), length))
+            parts += (key, *pieces, b"]")
+            size += len(key) + length + 1
+        else:
+            spans.append((size, 0))
+    if not head.startswith(_START_KEY, at):
+        raise ValueError("head does not hold the draw lists it was described with")
+    last_at = head.index(_LAST_UPDATE_KEY, at) + len(_LAST_UPDATE_KEY)
+    end = head.find(b",", last_at)  # metadata, if any, follows the last update's digits
+    end = len(head) if end < 0 else end
+    parts += (view[at:last_at], b"%d" % last_update_time, view[end:])
+    extended = b"".join(parts)
+    whole = memoryview(extended)
+    return extended, [whole[start : start + length] for start, length in spans]
 
 
 def identity_text(state: Mapping[str, Any]) -> bytes:

@@ -49,6 +49,8 @@ AUDIT_MAXLEN = 100_000
 #: what it appends (ops/accepted.py): about 1 KB each with its key, ~4 MB in all. 0 checks every
 #: save whole. An entry only spares work: an operation it no longer holds gets the full check.
 ACCEPTED_CACHE_ENTRIES = 4096
+#: What the accepted states' heads may take in all (a 1000-draw state's is ~87 KB, a 10-draw one's ~1 KB).
+ACCEPTED_CACHE_BYTES = 16 * 1024 * 1024
 #: Seconds between sweeps; an operation's expire event is written within its TTL plus this.
 SWEEP_INTERVAL_S = 30.0
 #: A state's key outlives its logical expiry this long, so a sweeper can still read and record it
@@ -152,6 +154,7 @@ class Config:
     redis_socket_timeout_s: float = REDIS_SOCKET_TIMEOUT_S
     audit_maxlen: int = AUDIT_MAXLEN
     accepted_cache_entries: int = ACCEPTED_CACHE_ENTRIES
+    accepted_cache_bytes: int = ACCEPTED_CACHE_BYTES
     sweep_interval_s: float = SWEEP_INTERVAL_S
     expire_grace_s: int = EXPIRE_GRACE_S
     #: Consumer groups created at start, so the stream keeps their events from the first one on.
@@ -185,6 +188,7 @@ class Config:
             ("max_inflight_bytes_per_connection", 1),
             ("redis_pool_size", 1),
             ("accepted_cache_entries", 0),
+            ("accepted_cache_bytes", 0),
         ):
             if getattr(self, name) < least:
                 raise ValueError(f"{name} must be at least {least}")

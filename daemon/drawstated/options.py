@@ -192,6 +192,12 @@ SERVE_OPTIONS = (
         click.IntRange(0),
     ),
     Option(
+        "--accepted-cache-bytes",
+        "accepted_cache_bytes",
+        "Bytes the remembered states may take in all (their JSON); the least recently saved go first.",
+        click.IntRange(0),
+    ),
+    Option(
         "--sweep-interval",
         "sweep_interval_s",
         "Seconds between sweeps: expire operations past their TTL, write outcome events a dead "

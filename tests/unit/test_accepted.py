@@ -312,12 +312,12 @@ def test_a_stored_digest_is_not_part_of_the_state_read_back() -> None:
 # --- the cache ------------------------------------------------------------------------------
 
 
-def _entry(total: int = 10) -> Accepted:
-    return Accepted(Recorded(total, 0, 0, 0, 0), (0, 0, 0), (b"", b"", b""), b"", "")
+def _entry(total: int = 10, head_bytes: int = 0) -> Accepted:
+    return Accepted(Recorded(total, 0, 0, 0, 0), (0, 0, 0), (b"", b"", b""), b"", "", b"{" * head_bytes, 1)
 
 
 def test_the_cache_drops_the_least_recently_used_operation_past_its_limit() -> None:
-    cache = AcceptedStates(2)
+    cache = AcceptedStates(2, 1 << 20)
     cache.put("p", "a", _entry(1))
     cache.put("p", "b", _entry(2))
     assert cache.get("p", "a") == _entry(1)  # a is now the most recent
@@ -328,13 +328,27 @@ def test_the_cache_drops_the_least_recently_used_operation_past_its_limit() -> N
 
 
 def test_a_cache_of_zero_entries_keeps_nothing() -> None:
-    cache = AcceptedStates(0)
+    cache = AcceptedStates(0, 1 << 20)
     cache.put("p", "a", _entry())
     assert cache.get("p", "a") is None
 
 
+def test_the_cache_drops_the_least_recently_used_states_past_its_bytes() -> None:
+    cache = AcceptedStates(10, 100)
+    cache.put("p", "a", _entry(1, 40))
+    cache.put("p", "b", _entry(2, 40))
+    cache.put("p", "b", _entry(3, 50))  # replaced: counted once
+    assert cache.head_bytes == 90
+    cache.put("p", "c", _entry(4, 30))  # past 100: a goes
+    assert (cache.get("p", "a"), cache.head_bytes, len(cache)) == (None, 80, 2)
+    cache.put("p", "d", _entry(5, 101))  # larger than the whole cache: not kept
+    assert (cache.get("p", "d"), cache.head_bytes) == (None, 80)
+    cache.discard("p", "b")
+    assert (cache.head_bytes, len(cache)) == (30, 1)
+
+
 def test_fields_that_are_not_strings_miss_the_cache() -> None:
-    cache = AcceptedStates(4)
+    cache = AcceptedStates(4, 1 << 20)
     cache.put("p", "a", _entry())
     assert cache.get(["p"], "a") is None
     assert cache.get("p", None) is None

@@ -12,6 +12,7 @@ from drawstate import protocol
 from drawstate.errors import (
     ERROR_CLASSES,
     RETRYABLE,
+    BaseUnknown,
     DeadlineExceeded,
     DrawStateCorrupted,
     DrawStateError,
@@ -48,6 +49,7 @@ WIRE_CODES = [
     ("overloaded", Overloaded, True),
     ("durability_not_met", DurabilityNotMet, True),
     ("outcome_unknown", OutcomeUnknown, True),
+    ("base_unknown", BaseUnknown, False),
     ("frame_too_large", FrameTooLarge, False),
     ("internal", InternalError, False),
     ("sidecar_unavailable", SidecarUnavailable, True),

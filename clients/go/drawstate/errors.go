@@ -18,8 +18,12 @@ const (
 	CodeOverloaded         = "overloaded"
 	CodeDurabilityNotMet   = "durability_not_met"
 	CodeOutcomeUnknown     = "outcome_unknown"
-	CodeFrameTooLarge      = "frame_too_large"
-	CodeInternal           = "internal"
+	// CodeBaseUnknown answers a save that sent only its new draws (append) to a
+	// daemon that does not hold the state they extend; this client always sends
+	// whole states, so it never gets it.
+	CodeBaseUnknown   = "base_unknown"
+	CodeFrameTooLarge = "frame_too_large"
+	CodeInternal      = "internal"
 	// CodeSidecarUnavailable never appears on the wire: the daemon could not be
 	// reached (no socket, connection refused, an unsafe default socket
 	// directory), so nothing was sent.
@@ -43,6 +47,7 @@ var retryable = map[string]bool{
 	CodeOverloaded:         true,
 	CodeDurabilityNotMet:   true,
 	CodeOutcomeUnknown:     true,
+	CodeBaseUnknown:        false,
 	CodeFrameTooLarge:      false,
 	CodeInternal:           false,
 	CodeSidecarUnavailable: true,
@@ -141,6 +146,7 @@ var (
 	// resending it gave no definite answer within the resend deadline. Resend it as
 	// it was (same token) to learn the answer; until then neither grant nor refund.
 	ErrOutcomeUnknown     = sentinel(CodeOutcomeUnknown)
+	ErrBaseUnknown        = sentinel(CodeBaseUnknown)
 	ErrFrameTooLarge      = sentinel(CodeFrameTooLarge)
 	ErrInternal           = sentinel(CodeInternal)
 	ErrSidecarUnavailable = sentinel(CodeSidecarUnavailable)

@@ -1,13 +1,17 @@
 """Saves checked by what they append, against what this daemon last saw accepted per operation.
 
-Every save sends the whole state. Checked whole, a 1000-draw save cost the daemon ~10 times a
-10-draw one, re-checking draws that were checked when they were first saved and can never change
-since (save.lua refuses a save whose stored lists are not prefixes of the new ones). So the save
-op keeps, for the operations it saved last, an `Accepted`: the rules' view of the state Redis
-accepted (`rules.Recorded`: its total, list lengths and last failed draw), per draw list the
-length and SHA-256 of its canonical text, and its identity's hash and `_digest` (codec.py).
-`AcceptedStates` holds them: an LRU of at most
-`--accepted-cache` entries (about 1 KB each with its key), emptied by a restart.
+Checked whole, a 1000-draw save cost the daemon ~10 times a 10-draw one, re-checking draws that
+were checked when they were first saved and can never change since (save.lua refuses a save
+whose stored lists are not prefixes of the new ones). So the save op keeps, for the operations
+it saved last, an `Accepted`: the rules' view of the state Redis accepted (`rules.Recorded`: its
+total, list lengths and last failed draw), per draw list the length and SHA-256 of its canonical
+text, its identity's hash and `_digest` (codec.py), and its canonical head. `AcceptedStates`
+holds them: an LRU of at most `--accepted-cache` entries whose heads take at most
+`--accepted-cache-bytes`, emptied by a restart.
+
+A save sends either the whole state (`check_save`) or only the draws it adds to an accepted
+state whose `_digest` (its `base`) it names (`check_append`, protocol.md §7.2): the head is
+then spliced from the accepted one, and the save goes on as the whole state's would.
 
 `check_save` takes a new state and the entry for its lock key and operation id, if any:
 
@@ -60,7 +64,15 @@ import orjson
 
 from drawstate.limits import Limits
 from drawstate.rules import Recorded, check_appended, check_state, recorded
-from drawstated.codec import StateTooLarge, draw_lists, encode_head, identity_text, state_digest
+from drawstated.codec import (
+    DRAW_LISTS,
+    StateTooLarge,
+    draw_lists,
+    encode_head,
+    extend_head,
+    identity_text,
+    state_digest,
+)
 
 _COMMA = ord(",")
 
@@ -75,6 +87,10 @@ class Accepted(NamedTuple):
     #: The SHA-256 of its identity (codec.identity_text), and its `_digest`.
     identity: bytes
     digest: str
+    #: Its canonical head (codec.encode_head) and start time: what a save sending only the draws
+    #: it appends (`check_append`) is spliced into.
+    head: bytes
+    start_time: int
 
 
 class CheckedSave(NamedTuple):
@@ -90,12 +106,16 @@ class CheckedSave(NamedTuple):
 
 
 class AcceptedStates:
-    """The last accepted state of up to `max_entries` operations, least recently used dropped first."""
+    """The last accepted state of up to `max_entries` operations whose heads take at most `max_bytes`,
+    least recently used dropped first."""
 
-    __slots__ = ("_entries", "max_entries")
+    __slots__ = ("_entries", "head_bytes", "max_bytes", "max_entries")
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        #: The heads' bytes held now.
+        self.head_bytes = 0
         self._entries: OrderedDict[tuple[str, str], Accepted] = OrderedDict()
 
     def __len__(self) -> int:
@@ -112,16 +132,20 @@ class AcceptedStates:
         return entry
 
     def put(self, lock_key: str, operation_id: str, accepted: Accepted) -> None:
-        if self.max_entries < 1:
+        if self.max_entries < 1 or len(accepted.head) > self.max_bytes:
+            self.discard(lock_key, operation_id)
             return
         key = (lock_key, operation_id)
+        self.discard(lock_key, operation_id)
         self._entries[key] = accepted
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self.head_bytes += len(accepted.head)
+        while len(self._entries) > self.max_entries or self.head_bytes > self.max_bytes:
+            self.head_bytes -= len(self._entries.popitem(last=False)[1].head)
 
     def discard(self, lock_key: str, operation_id: str) -> None:
-        self._entries.pop((lock_key, operation_id), None)
+        dropped = self._entries.pop((lock_key, operation_id), None)
+        if dropped is not None:
+            self.head_bytes -= len(dropped.head)
 
 
 def check_save(state: Mapping[str, Any], limits: Limits, previous: Accepted | None) -> CheckedSave:
@@ -143,6 +167,93 @@ def check_save(state: Mapping[str, Any], limits: Limits, previous: Accepted | No
     check_state(state, limits)
     head = encode_head(state, limits)
     return _ListHashes(head, state, previous).checked(state, head, previous)
+
+
+#: The fields of a save that sends only what it appends (protocol.md §7.2, "Sending only what a save
+#: appends"): the operation, the base it extends, the two counters and the new draws.
+APPEND_FIELDS = frozenset(
+    {"lock_key", "operation_id", "base", "completed_count", "last_update_time", *DRAW_LISTS}
+)
+
+
+def check_append(append: Mapping[str, Any], limits: Limits, previous: Accepted) -> CheckedSave:
+    """Check and encode the state `previous` becomes with `append`'s draws and counters.
+
+    The same answer, head and digest as check_save of that whole state (tests/unit/test_appended.py
+    holds it to that): the rules run on the new draws against `previous.recorded`, as check_save
+    runs them on a state that extends `previous`, and the head is `previous.head` with the new
+    draws' text spliced in (codec.extend_head). Whenever that way does not show the state valid,
+    the whole state is rebuilt from `previous.head` and check_save decides and names what is wrong.
+    The caller has checked that `append` names `previous`'s operation and base.
+    """
+    news = [append.get(name) or [] for name in DRAW_LISTS]
+    # Any type here: check_appended passes only ints, and whole_state's check names anything else.
+    completed: Any = append.get("completed_count")
+    last_update: Any = append.get("last_update_time")
+    known = previous.recorded
+    if all(type(items) is list for items in news):
+        results, prizes, errors = news
+        stand_in = {  # the draws before the new ones were checked when `previous` was: not looked at
+            "lock_key": append["lock_key"],
+            "operation_id": append["operation_id"],
+            "total_count": known.total,
+            "completed_count": completed,
+            "results": [None] * known.results + results,
+            "prize_results": [None] * known.prizes + prizes,
+            "errors": [None] * known.errors + errors,
+            "start_time": previous.start_time,
+            "last_update_time": last_update,
+        }
+        if check_appended(stand_in, known, limits):
+            try:
+                added = [orjson.dumps(items)[1:-1] if items else b"" for items in news]
+            except orjson.JSONEncodeError:
+                pass  # the whole check below says what is wrong
+            else:
+                return _extended(previous, limits, completed, last_update, added, news)
+    return check_save(whole_state(append, previous), limits, previous)
+
+
+def _extended(
+    previous: Accepted,
+    limits: Limits,
+    completed: int,
+    last_update: int,
+    added: list[bytes],
+    news: list[list[Any]],
+) -> CheckedSave:
+    """The save of `previous` extended by the draws in `news` (`added`: their text), shown valid."""
+    head, texts = extend_head(previous.head, previous.lengths, completed, last_update, added)
+    if len(head) + 1 > limits.max_state_bytes:
+        raise StateTooLarge(f"state encodes to {len(head) + 1} bytes, over the {limits.max_state_bytes} cap")
+    hashes = tuple(
+        known if not new else hashlib.sha256(text).digest()
+        for known, new, text in zip(previous.hashes, added, texts, strict=True)
+    )
+    lengths = tuple(len(text) for text in texts)
+    digest = state_digest(previous.identity, lengths, hashes)
+    known, (results, prizes, errors) = previous.recorded, news
+    recorded_now = Recorded(
+        known.total,
+        known.results + len(results),
+        known.prizes + len(prizes),
+        known.errors + len(errors),
+        errors[-1]["draw_index"] if errors else known.last_error_index,
+    )
+    accepted = Accepted(recorded_now, lengths, hashes, previous.identity, digest, head, previous.start_time)
+    return CheckedSave(head, digest, previous.digest, accepted)
+
+
+def whole_state(append: Mapping[str, Any], previous: Accepted) -> dict[str, Any]:
+    """The state a save sending only what it appends stands for, decoded whole from `previous.head`."""
+    state: dict[str, Any] = orjson.loads(previous.head + b"}")
+    for name in DRAW_LISTS:
+        items = append.get(name)
+        if items is not None:
+            state[name] = state.get(name, []) + items if type(items) is list else items
+    state["completed_count"] = append.get("completed_count")
+    state["last_update_time"] = append.get("last_update_time")
+    return state
 
 
 _EMPTY_HASH = hashlib.sha256(b"").digest()
@@ -199,4 +310,5 @@ class _ListHashes:
             claim = ""
         lengths, hashes = tuple(self.lengths), tuple(self.hashes)
         digest = state_digest(identity, lengths, hashes)
-        return CheckedSave(head, digest, claim, Accepted(recorded(state), lengths, hashes, identity, digest))
+        accepted = Accepted(recorded(state), lengths, hashes, identity, digest, head, state["start_time"])
+        return CheckedSave(head, digest, claim, accepted)

@@ -13,6 +13,7 @@ from drawstate.limits import INT64_MAX, MAX_REASON_CHARS, MAX_TOKEN_CHARS, Limit
 from drawstate.model import InvalidState, check_lock_key, check_operation_id
 from drawstate.protocol import DURABILITIES, REFUND_BY, Durability, RefundBy
 from drawstated import errors
+from drawstated.ops.accepted import APPEND_FIELDS
 
 TOKEN_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TOKEN_CHARS}}}")
 MAX_PENDING_LIMIT = 1000
@@ -104,3 +105,32 @@ def state_map(request: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(state, Mapping):
         raise errors.invalid("state must be a map")
     return state
+
+
+def flag(request: Mapping[str, Any], name: str) -> bool:
+    """An optional boolean field (absent is false)."""
+    value = request.get(name, False)
+    if type(value) is not bool:
+        raise errors.invalid(f"{name} must be true or false")
+    return value
+
+
+#: The `base` of a save reply: a state's `_digest`, 64 lowercase hex characters.
+BASE_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def append_map(request: Mapping[str, Any], limits: Limits) -> Mapping[str, Any]:
+    """A save's `append`: the operation (checked), its `base`, and only known fields (their values
+    are the state's: the DrawState rules judge them)."""
+    append = request.get("append")
+    if not isinstance(append, Mapping):
+        raise errors.invalid("append must be a map")
+    unknown = [name for name in append if name not in APPEND_FIELDS]
+    if unknown:
+        raise errors.invalid(f"append has an unknown field {str(unknown[0])[:64]!r}")
+    lock_key(append, limits)
+    operation_id(append, limits, required=True)
+    base = append.get("base")
+    if type(base) is not str or not BASE_RE.fullmatch(base):
+        raise errors.invalid("append.base must be the base of a save reply (64 hex characters)")
+    return append

@@ -23,7 +23,7 @@ from drawstate.model import InvalidState, check_state
 from drawstated import errors
 from drawstated.codec import StateTooLarge, encode_head
 from drawstated.ops import fields
-from drawstated.ops.accepted import Accepted, AcceptedStates, CheckedSave, check_save
+from drawstated.ops.accepted import Accepted, AcceptedStates, CheckedSave, check_append, check_save
 from drawstated.ops.context import OpContext, Reply, Request, Respond, loop_time
 from drawstated.ops.ending import closed_by_deferred, expired_here
 from drawstated.redis.errors import NoScriptError
@@ -44,17 +44,21 @@ class Save:
         self.ctx = ctx
         self._tasks: set[asyncio.Task[None]] = set()
         #: The state Redis last accepted from this daemon, per operation (ops/accepted.py).
-        self.accepted = AcceptedStates(ctx.config.accepted_cache_entries)
+        self.accepted = AcceptedStates(ctx.config.accepted_cache_entries, ctx.config.accepted_cache_bytes)
 
     def plan(self, request: Request, deadline: float) -> tuple[SaveRequest, Accepted]:
         """Check the request and its state; RequestError names what is wrong.
 
-        Returns the save for save.lua and what to remember of its state once Redis accepts it.
+        Returns the save for save.lua and what to remember of its state once Redis accepts it
+        (its digest is the `base` a later save may append to).
         """
         config = self.ctx.config
-        state = fields.state_map(request)
-        previous = self.accepted.get(state.get("lock_key"), state.get("operation_id"))
-        checked = checked_save(state, config.limits, previous)
+        if "append" in request:
+            checked, state = self._appended(request)
+        else:
+            state = fields.state_map(request)
+            previous = self.accepted.get(state.get("lock_key"), state.get("operation_id"))
+            checked = checked_save(state, config.limits, previous)
         lock_key, operation_id = state["lock_key"], state["operation_id"]
         if (lock_key, operation_id) in self.ctx.cleanup:
             raise closed_by_deferred(operation_id)
@@ -74,25 +78,49 @@ class Save:
             wait=wait,
             digest=checked.digest,
             expect_digest=checked.expect_digest,
-            error_count=len(state.get("errors") or ()),
+            error_count=checked.accepted.recorded.errors,
         )
         return save, checked.accepted
+
+    def _appended(self, request: Request) -> tuple[CheckedSave, Mapping[str, Any]]:
+        """A save sending only the draws it appends to the state this daemon last saw accepted.
+
+        base_unknown when this daemon does not hold that state (a restart, an evicted entry, a
+        later save of the operation, another daemon's): the client sends the whole state instead.
+        """
+        if "state" in request:
+            raise errors.invalid("a save carries state or append, not both")
+        append = fields.append_map(request, self.ctx.config.limits)
+        previous = self.accepted.get(append["lock_key"], append["operation_id"])
+        if previous is None or previous.digest != append["base"]:
+            raise errors.RequestError(
+                protocol.BASE_UNKNOWN,
+                "this daemon does not hold the state this save appends to; send the whole state",
+            )
+        try:
+            return check_append(append, self.ctx.config.limits, previous), append
+        except StateTooLarge as exc:
+            raise errors.invalid(str(exc)) from exc
+        except InvalidState as exc:
+            raise errors.corrupted(str(exc), source="request") from exc
 
     def start(self, request: Request, deadline: float, respond: Respond) -> None:
         """The hot path: `respond` gets the reply fields or the RequestError, exactly once."""
         try:
             save, accepted = self.plan(request, deadline)
+            base = accepted.digest if fields.flag(request, "want_base") else None
         except errors.RequestError as exc:
             respond(exc)
             return
         future = self.ctx.store.start_save(save, deadline)
-        future.add_done_callback(lambda done: self._finish(done, save, accepted, deadline, respond))
+        future.add_done_callback(lambda done: self._finish(done, save, accepted, base, deadline, respond))
 
     def _finish(
         self,
         done: asyncio.Future[Any],
         save: SaveRequest,
         accepted: Accepted,
+        base: str | None,
         deadline: float,
         respond: Respond,
     ) -> None:
@@ -104,14 +132,14 @@ class Save:
             try:
                 outcome = self.ctx.store.save_result(save, done.result())
                 self._remember(save, accepted, outcome)
-                respond(self.reply(save, outcome))
+                respond(self.reply(save, outcome, base))
             except errors.RequestError as exc:
                 self._refused(save, exc)
                 respond(exc)
             return
         if is_transient(error) or isinstance(error, NoScriptError):
             task = asyncio.get_running_loop().create_task(
-                self._resend(save, accepted, error, deadline, respond)
+                self._resend(save, accepted, base, error, deadline, respond)
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -123,6 +151,7 @@ class Save:
         self,
         save: SaveRequest,
         accepted: Accepted,
+        base: str | None,
         failed: BaseException,
         deadline: float,
         respond: Respond,
@@ -131,7 +160,7 @@ class Save:
         try:
             outcome = await self.ctx.store.save(save, deadline, failed=failed)
             self._remember(save, accepted, outcome)
-            respond(self.reply(save, outcome))
+            respond(self.reply(save, outcome, base))
         except errors.RequestError as exc:
             self._refused(save, exc)
             respond(exc)
@@ -149,13 +178,19 @@ class Save:
             self.accepted.discard(save.lock_key, save.operation_id)
         expired_here(self.ctx, save.lock_key, save.operation_id, exc)
 
-    def reply(self, save: SaveRequest, outcome: SaveOutcome) -> Reply:
-        """The ok reply's fields; durability_not_met when too few replicas acknowledged."""
+    def reply(self, save: SaveRequest, outcome: SaveOutcome, base: str | None = None) -> Reply:
+        """The ok reply's fields; durability_not_met when too few replicas acknowledged.
+
+        `base`, when the request asked for it, is answered only if this save wrote its state: a
+        replay stored the first attempt's, which this daemon does not know to be the same.
+        """
         version, replayed, acked = outcome.version, outcome.replayed, outcome.replicas
         if log.isEnabledFor(logging.DEBUG):
             log.debug("saved", extra={"lock_key": save.lock_key, "operation_id": save.operation_id,
                                       "version": version, "replayed": replayed})  # fmt: skip
         reply: Reply = {"version": version, "ttl_s": save.ttl_ms // 1000}
+        if base is not None and not replayed:
+            reply["base"] = base
         if save.wait is None:
             return reply
         reply["replicas"] = acked

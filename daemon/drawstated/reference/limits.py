@@ -25,6 +25,14 @@ IDLE_RSS_BYTES = 48 * MIB
 CONNECTION_BYTES = 16 * 1024
 #: One read from a socket (uvloop's read buffer): read before the budget can say stop.
 READ_CHUNK_BYTES = 256 * 1024
+#: What one remembered accepted state costs beyond its head (ops/accepted.py: its key, its
+#: hashes and the tuples holding them), rounded up.
+ACCEPTED_ENTRY_BYTES = 1024
+
+
+def accepted_cache_bytes() -> int:
+    """What the save op's accepted states can hold with the default limits: heads plus entries."""
+    return config.ACCEPTED_CACHE_BYTES + config.ACCEPTED_CACHE_ENTRIES * ACCEPTED_ENTRY_BYTES
 
 
 @dataclass(frozen=True)
@@ -355,6 +363,7 @@ def rss_bound_bytes(max_inflight_bytes: int, max_connections: int) -> int:
         + largest_request_cost()
         + READ_CHUNK_BYTES
         + max_connections * CONNECTION_BYTES
+        + accepted_cache_bytes()
     )
 
 
@@ -364,10 +373,11 @@ def rss_bound() -> str:
     return (
         "```\n"
         "peak RSS ≤ idle RSS + max_inflight_bytes + largest request + one read + max_connections × per "
-        "connection\n"
+        "connection + accepted states\n"
         f"         = {IDLE_RSS_BYTES // MIB} MiB + {config.MAX_INFLIGHT_BYTES // MIB} MiB"
         f" + {largest_request_cost() / MIB:.1f} MiB + {READ_CHUNK_BYTES // 1024} KiB"
-        f" + {config.MAX_CONNECTIONS} × {CONNECTION_BYTES // 1024} KiB\n"
+        f" + {config.MAX_CONNECTIONS} × {CONNECTION_BYTES // 1024} KiB"
+        f" + {accepted_cache_bytes() // MIB} MiB\n"
         f"         = {default / MIB:.0f} MiB with the defaults (the unit's MemoryMax is 512 MiB)\n"
         "```\n"
         "\n"
@@ -378,7 +388,10 @@ def rss_bound() -> str:
         " the request that takes the budget past its mark is the last one admitted;\n"
         f"- one read: {READ_CHUNK_BYTES // 1024} KiB taken from a socket before the budget can say stop;\n"
         f"- per connection: `CONNECTION_BYTES` ({CONNECTION_BYTES // 1024} KiB), its objects and buffer"
-        " headers.\n"
+        " headers;\n"
+        f"- accepted states: `--accepted-cache-bytes` ({config.ACCEPTED_CACHE_BYTES // MIB} MiB) of the"
+        f" states the save op remembers, plus `ACCEPTED_ENTRY_BYTES` ({ACCEPTED_ENTRY_BYTES} B) for each"
+        f" of at most `--accepted-cache` ({config.ACCEPTED_CACHE_ENTRIES}) entries.\n"
         f"\nThe listen backlog ({process.LISTEN_BACKLOG}) and the kernel's socket buffers are not the"
         " daemon's RSS.\n"
     )
