@@ -19,8 +19,9 @@ from types import TracebackType
 from typing import Any, overload
 
 from drawstate import ops
+from drawstate.appends import Bases
 from drawstate.connection import Connection
-from drawstate.errors import InternalError, SidecarTimeout, SidecarUnavailable, error_from_wire
+from drawstate.errors import BaseUnknown, InternalError, SidecarTimeout, SidecarUnavailable, error_from_wire
 from drawstate.limits import DEFAULT_LIMITS, MAX_FRAME_BYTES, Limits
 from drawstate.model import DrawState
 from drawstate.paths import SOCKET_ENV, implicit_socket_path
@@ -86,6 +87,8 @@ class Client:
         self._idle: list[Connection] = []
         self._idle_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(pool_size)
+        #: The last save of each operation, so the next sends only the draws it adds (appends.py).
+        self._bases = Bases()
 
     # --- the ops ---------------------------------------------------------------------
 
@@ -106,7 +109,8 @@ class Client:
         """Save one operation's state; the new version is in the result (`state` is not changed).
 
         The daemon checks every rule (InvalidDrawState names what is wrong); checking here too
-        would only double the cost of each save. `DrawState.validate()` checks locally.
+        would only double the cost of each save. `DrawState.validate()` checks locally. A
+        DrawState saved again sends only the draws added since its last save (appends.py).
 
         Args:
             state: The state, as a DrawState or its dict form. Its `version` is ignored.
@@ -116,10 +120,19 @@ class Client:
             durability: "ack" (the primary took it) or "replicated" (replicas did too).
             timeout: Seconds for this call, instead of the client's.
         """
-        request = ops.save(
+        plan = self._bases.plan(
             state, expect_version=expect_version, ttl_s=ttl_s, token=token, durability=durability
         )
-        return ops.read_save(self._call(request, timeout))
+        try:
+            try:
+                reply = self._call(plan.request, timeout)
+            except BaseUnknown:  # it sent only the new draws, to a daemon that forgot the rest
+                reply = self._call(plan.whole(), plan.remaining(timeout or self.timeout))
+        except BaseException:
+            plan.failed()
+            raise
+        plan.saved(reply)
+        return ops.read_save(reply)
 
     def load(
         self, lock_key: str, operation_id: str | None = None, *, timeout: float | None = None

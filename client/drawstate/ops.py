@@ -88,9 +88,28 @@ def save(
     ttl_s: int | None,
     token: str | None,
     durability: Durability | None,
+    want_base: bool = False,
 ) -> Request:
     return _fields(
         {"op": "save", "state": state_map(state), "token": token or new_token()},
+        expect_version=expect_version,
+        ttl_s=ttl_s,
+        durability=durability,
+        want_base=want_base or None,
+    )
+
+
+def save_append(
+    append: dict[str, Any],
+    *,
+    expect_version: int | None,
+    ttl_s: int | None,
+    token: str | None,
+    durability: Durability | None,
+) -> Request:
+    """A save sending only the draws a state adds to the one whose base it names (appends.py)."""
+    return _fields(
+        {"op": "save", "append": append, "token": token or new_token(), "want_base": True},
         expect_version=expect_version,
         ttl_s=ttl_s,
         durability=durability,

@@ -48,6 +48,7 @@ ERRORS = "tests/integration/test_errors.py::"
 IDEMPOTENCY = "tests/integration/test_idempotency_and_pipelining.py::"
 LOST_REPLY = "tests/integration/test_multidraw_lost_reply.py::"
 AIO = "tests/integration/test_aio.py::"
+APPENDS = "tests/integration/test_append_saves.py::"
 OUTCOMES = "tests/integration/test_outcomes.py::"
 OUTCOMES_FAILURES = "tests/integration/test_outcomes_failures.py::"
 MULTIDRAW = "tests/integration/test_multidraw.py::"
@@ -495,6 +496,56 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/integration/test_cluster.py::test_reads_of_a_lock_key_on_a_half_migrated_slot_follow_ask_within_one_deadline",
             "tests/integration/test_cluster.py::test_writes_on_a_half_migrated_slot_reach_the_target_stay_retryable_and_land_once_it_settles",
         ),
+    ),
+    # --- saves that send only what they add ---------------------------------------------------
+    Mutant(
+        "append-base-checked",
+        "a save sending only its new draws is spliced into the state its base names, never another",
+        "daemon/drawstated/ops/save.py",
+        (Edit('if previous is None or previous.digest != append["base"]:', "if previous is None:"),),
+        (
+            APPENDS + "test_a_save_between_from_another_client_makes_the_next_append_a_whole_save",
+            APPENDS + "test_the_daemon_answers_appends_it_cannot_place_with_clear_codes",
+        ),
+    ),
+    Mutant(
+        "append-splice-exact",
+        "a spliced head is byte for byte the whole state's head",
+        "daemon/drawstated/codec.py",
+        (
+            Edit(
+                '(view[start : start + known], b",", new) if new', "(view[start : start + known], new) if new"
+            ),
+        ),
+        (
+            "tests/unit/test_appended.py",
+            APPENDS
+            + "test_a_drawstate_saved_draw_by_draw_sends_only_its_new_draws_and_stores_the_whole_state",
+        ),
+    ),
+    Mutant(
+        "client-append-only-extensions",
+        "a client sends only new draws only for a state that keeps every draw and fixed field it saved",
+        "client/drawstate/appends.py",
+        (Edit("return entry if entry is not None and _extends(entry[0], sent) else None", "return entry"),),
+        (APPENDS + "test_a_changed_recorded_draw_is_sent_whole_and_refused",),
+    ),
+    Mutant(
+        "aio-dead-connection-replaced",
+        "an asyncio client never sends on a connection it found dead: the next call opens another",
+        "client/drawstate/aio/connection.py",
+        (
+            Edit(
+                "return self._closed is not None or self._writer.is_closing()",
+                "return self._closed is not None",
+            ),
+            Edit(
+                "            if self._closed is None:\n                self._fail_all(exc)",
+                "            if False:\n                pass",
+            ),
+        ),
+        (AIO + "test_an_idle_connection_a_restarted_daemon_closed_is_replaced_on_the_next_call",),
+        topologies="standalone",
     ),
     # --- the client -------------------------------------------------------------------------
     Mutant(

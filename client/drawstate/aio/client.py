@@ -20,8 +20,9 @@ from typing import Any, overload
 
 from drawstate import ops
 from drawstate.aio.connection import BadFrame, MultiplexedConnection
+from drawstate.appends import Bases
 from drawstate.client import DEFAULT_TIMEOUT_S
-from drawstate.errors import InternalError, SidecarTimeout, SidecarUnavailable, error_from_wire
+from drawstate.errors import BaseUnknown, InternalError, SidecarTimeout, SidecarUnavailable, error_from_wire
 from drawstate.limits import DEFAULT_LIMITS, MAX_FRAME_BYTES, Limits
 from drawstate.model import DrawState
 from drawstate.paths import SOCKET_ENV, implicit_socket_path
@@ -75,6 +76,8 @@ class AsyncClient:
         self._max_frame_bytes = max_frame_bytes
         self._connection: MultiplexedConnection | None = None
         self._connecting: asyncio.Lock | None = None
+        #: The last save of each operation, so the next sends only the draws it adds (appends.py).
+        self._bases = Bases()
 
     # --- the ops ---------------------------------------------------------------------
 
@@ -93,10 +96,19 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> SaveResult:
         """Save one operation's state (see Client.save for the arguments)."""
-        request = ops.save(
+        plan = self._bases.plan(
             state, expect_version=expect_version, ttl_s=ttl_s, token=token, durability=durability
         )
-        return ops.read_save(await self._call(request, timeout))
+        try:
+            try:
+                reply = await self._call(plan.request, timeout)
+            except BaseUnknown:  # it sent only the new draws, to a daemon that forgot the rest
+                reply = await self._call(plan.whole(), plan.remaining(timeout or self.timeout))
+        except BaseException:
+            plan.failed()
+            raise
+        plan.saved(reply)
+        return ops.read_save(reply)
 
     async def load(
         self, lock_key: str, operation_id: str | None = None, *, timeout: float | None = None

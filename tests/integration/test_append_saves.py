@@ -1,0 +1,239 @@
+"""Saves that send only the draws they add (protocol.md §7.2), with a real daemon and Redis.
+
+What must hold: an append stores exactly what the whole state's save stores; the daemon answers
+base_unknown whenever it does not hold the state named (a restart, another save between, a wrong
+base), and the clients then send the whole state within the same call; a client never sends an
+append for a state whose recorded draws or fixed fields changed, so those saves are refused as
+before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from drawstate import Client, DrawState, Prize, StaleState, ops
+from drawstate.aio import AsyncClient
+from drawstate.connection import Connection
+from drawstate.limits import MAX_FRAME_BYTES
+from drawstate.model import DrawError
+from drawstated import keys
+from drawstated.codec import EXPIRES_FIELD, TOKEN_FIELD
+from tests.support.daemon import DaemonThread
+
+LOCK = "player:append"
+
+
+def fresh(operation_id: str, total: int = 50) -> DrawState:
+    return DrawState(
+        lock_key=LOCK,
+        operation_id=operation_id,
+        total_count=total,
+        start_time=1_700_000_000,
+        last_update_time=1_700_000_000,
+        metadata={"user_id": "1001", "price_paid": "1600"},
+    )
+
+
+def grant(state: DrawState, n: int = 1) -> DrawState:
+    """`state` after `n` more granted draws, each with its prize (changed in place, returned)."""
+    for _ in range(n):
+        state.completed_count += 1
+        state.results.append(state.completed_count * 7)
+        state.prize_results.append(Prize(f"p{state.completed_count}", "Gem", 0.125, state.completed_count))
+        state.last_update_time += 1
+    return state
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """How each save request the clients make carries its state: "append" or "state"."""
+    kinds: list[str] = []
+    real_save, real_append = ops.save, ops.save_append
+
+    def save(*args: Any, **kwargs: Any) -> ops.Request:
+        kinds.append("state")
+        return real_save(*args, **kwargs)
+
+    def save_append(*args: Any, **kwargs: Any) -> ops.Request:
+        kinds.append("append")
+        return real_append(*args, **kwargs)
+
+    monkeypatch.setattr(ops, "save", save)
+    monkeypatch.setattr(ops, "save_append", save_append)
+    return kinds
+
+
+def stored_text(rdb: Any, operation_id: str) -> dict[str, Any]:
+    """The stored JSON, without what differs between two saves of one state (token, expiry)."""
+    data = json.loads(rdb.get(keys.state_key("lottery", LOCK, operation_id)))
+    data.pop(TOKEN_FIELD)
+    data.pop(EXPIRES_FIELD)
+    return data  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def raw(daemon: DaemonThread) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+    """Send one request as it is and return the daemon's reply."""
+    conn = Connection(str(daemon.config.socket_path), None, MAX_FRAME_BYTES, time.monotonic() + 5)
+
+    def send(request: dict[str, Any]) -> dict[str, Any]:
+        return conn.round_trip(dict(request), time.monotonic() + 5)
+
+    yield send
+    conn.close()
+
+
+def test_a_drawstate_saved_draw_by_draw_sends_only_its_new_draws_and_stores_the_whole_state(
+    client: Client, rdb: Any, sent: list[str]
+) -> None:
+    state = fresh("20260101_000000_append01")
+    versions = [client.save(grant(state)).version for _ in range(12)]
+    assert versions == list(range(1, 13))
+    assert sent == ["state"] + ["append"] * 11
+    assert client.load(LOCK, state.operation_id) == DrawState(**{**_fields(state), "version": 12})
+    # The same state saved whole, as another operation, is stored as the same text.
+    twin = DrawState(**{**_fields(state), "operation_id": "20260101_000000_append02"})
+    with Client(client.socket_path) as other:
+        other.save(twin)
+    expected = stored_text(rdb, twin.operation_id)
+    expected["operation_id"] = state.operation_id
+    actual = stored_text(rdb, state.operation_id)
+    assert {**actual, "version": 0, "_digest": ""} == {**expected, "version": 0, "_digest": ""}
+    assert actual["_digest"] == expected["_digest"]  # the digest does not cover the operation id
+
+
+def _fields(state: DrawState) -> dict[str, Any]:
+    return {name: getattr(state, name) for name in DrawState.__slots__}  # type: ignore[attr-defined]
+
+
+def test_failed_draws_are_sent_as_they_are_added(client: Client, sent: list[str]) -> None:
+    state = grant(fresh("20260101_000000_append03"), 2)
+    client.save(state)
+    state.errors.append(DrawError(3, "rng timeout", 1_700_000_003))
+    client.save(state)
+    client.save(grant(state))
+    assert sent == ["state", "append", "append"]
+    loaded = client.load(LOCK, state.operation_id)
+    assert loaded is not None
+    assert (loaded.errors, loaded.results, loaded.completed_count) == (state.errors, state.results, 3)
+
+
+def test_a_restarted_daemon_gets_the_whole_state_within_the_same_call(
+    redis_url: str, make_config: Callable[..., Any], start_daemon: Any, sent: list[str]
+) -> None:
+    config = make_config(redis_url=redis_url)
+    first = start_daemon(config)
+    state = grant(fresh("20260101_000000_append04"), 3)
+    with Client(str(config.socket_path), timeout=5.0) as client:
+        client.save(state)
+        client.save(grant(state))
+        first.stop()
+        start_daemon(config)  # it remembers nothing
+        assert client.save(grant(state)).version == 3
+        assert client.save(grant(state)).version == 4
+        assert client.load(LOCK, state.operation_id) == DrawState(**{**_fields(state), "version": 4})
+    # the append after the restart, answered base_unknown, then the whole state; then appends again
+    assert sent == ["state", "append", "append", "state", "append"]
+
+
+def test_a_changed_recorded_draw_is_sent_whole_and_refused(client: Client, sent: list[str]) -> None:
+    state = grant(fresh("20260101_000000_append05"), 3)
+    client.save(state)
+    state.prize_results[1] = Prize("p2", "Gem", 0.125, 999_999)  # a granted prize made dearer
+    grant(state)
+    with pytest.raises(StaleState):
+        client.save(state)
+    changed = grant(fresh("20260101_000000_append05"), 4)
+    changed.metadata["price_paid"] = "0"
+    with pytest.raises(StaleState):
+        client.save(changed)
+    assert sent == ["state", "state", "state"]
+
+
+def test_a_save_between_from_another_client_makes_the_next_append_a_whole_save(
+    client: Client, daemon: DaemonThread, sent: list[str]
+) -> None:
+    state = grant(fresh("20260101_000000_append06"), 2)
+    client.save(state)
+    with daemon.client(timeout=5.0) as other:  # its own memory of saves
+        other.save(grant(state.copy()))  # version 2: the daemon now holds that one
+    assert client.save(grant(grant(state.copy()))).version == 3  # base_unknown, then whole
+    assert sent == ["state", "state", "append", "state"]
+
+
+def test_the_daemon_answers_appends_it_cannot_place_with_clear_codes(
+    raw: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    state = grant(fresh("20260101_000000_append07"), 2).to_dict()
+    first = raw({"op": "save", "state": state, "token": "t1", "want_base": True})
+    assert first["ok"] and len(first["base"]) == 64
+    append = {
+        "lock_key": LOCK,
+        "operation_id": state["operation_id"],
+        "base": first["base"],
+        "completed_count": 3,
+        "last_update_time": state["last_update_time"] + 1,
+        "results": [21],
+    }
+
+    def error(request: dict[str, Any]) -> tuple[str, str]:
+        reply = raw({"op": "save", "token": "t2", **request})
+        assert not reply["ok"], reply
+        return reply["error"]["code"], reply["error"]["message"]
+
+    assert error({"append": {**append, "base": "0" * 64}})[0] == "base_unknown"
+    assert error({"append": {**append, "operation_id": "20260101_000000_other"}})[0] == "base_unknown"
+    assert error({"append": append, "state": state}) == (
+        "invalid_request",
+        "a save carries state or append, not both",
+    )
+    assert error({"append": {**append, "version": 9}})[0] == "invalid_request"
+    assert error({"append": {**append, "base": "XYZ"}})[0] == "invalid_request"
+    assert error({"append": [1]})[0] == "invalid_request"
+    assert error({"append": append, "want_base": 1})[0] == "invalid_request"
+    code, message = error({"append": {**append, "results": [2**60]}})
+    assert code == "draw_state_corrupted" and "results" in message
+    assert error({"append": {**append, "completed_count": 1}})[0] == "draw_state_corrupted"
+
+    ok = raw({"op": "save", "token": "t3", "append": append, "want_base": True})
+    assert (ok["ok"], ok["version"]) == (True, 2) and ok["base"] != first["base"]
+    # Resent as it was (its reply lost): the daemon holds the state it made, not its base.
+    again = raw({"op": "save", "token": "t3", "append": append, "want_base": True})
+    assert again["error"]["code"] == "base_unknown"
+    whole = {
+        **state,
+        "completed_count": 3,
+        "results": [7, 14, 21],
+        "last_update_time": append["last_update_time"],
+    }
+    replay = raw({"op": "save", "token": "t3", "state": whole, "want_base": True})
+    assert (replay["ok"], replay["version"], "base" in replay) == (True, 2, False)  # a replay: no base
+    plain = raw({"op": "save", "state": {**whole, "completed_count": 4}, "token": "t4"})
+    assert (plain["ok"], plain["version"], "base" in plain) == (True, 3, False)  # only when asked for
+
+
+def test_the_asyncio_client_sends_appends_and_falls_back_the_same_way(
+    redis_url: str, make_config: Callable[..., Any], start_daemon: Any, sent: list[str]
+) -> None:
+    config = make_config(redis_url=redis_url)
+    first = start_daemon(config)
+    state = grant(fresh("20260101_000000_append08"), 2)
+
+    async def scenario() -> list[int]:
+        async with AsyncClient(str(config.socket_path), timeout=5.0) as client:
+            versions = [(await client.save(state)).version, (await client.save(grant(state))).version]
+            first.stop()
+            start_daemon(config)
+            versions.append((await client.save(grant(state))).version)
+            loaded = await client.load(LOCK, state.operation_id)
+            assert loaded == DrawState(**{**_fields(state), "version": 3})
+            return versions
+
+    assert asyncio.run(scenario()) == [1, 2, 3]
+    assert sent == ["state", "append", "append", "state"]
