@@ -164,13 +164,15 @@ def test_an_idle_connection_a_restarted_daemon_closed_is_replaced_on_the_next_ca
     redis_url, make_config, start_daemon, run
 ):
     """The daemon restarts while the client is idle: the next call finds the old connection dead
-    only when it writes, before anything was read, and goes out once more on a new one."""
+    only when it writes, before its reader saw the end, and goes out once more on a new one."""
     config = make_config(redis_url=redis_url)
     first = start_daemon(config)
 
     async def main() -> None:
         async with AsyncClient(config.socket_path, timeout=5) as client:
             assert (await client.ping()).up
+            # As when the game's loop is busy while the daemon goes: the reader does not see the end.
+            client._connection._writer.transport.pause_reading()  # type: ignore[union-attr]
             await asyncio.to_thread(first.stop)
             await asyncio.to_thread(start_daemon, config)  # the same socket path, a new daemon
             assert (await client.ping()).up
