@@ -13,7 +13,9 @@ same call. Redis stores the same state and answers the same either way (protocol
 
 Only DrawState objects are sent this way: their prizes and failed draws are frozen, so the lists
 sent can be kept by reference and compared in C, element by element, by identity first. A dict
-state is sent whole every time, as its prizes are dicts a caller may change in place.
+state is sent whole every time, as its prizes are dicts a caller may change in place. So is a
+small state (fewer than `MIN_ITEMS_TO_APPEND` items): sending it whole costs no more than
+remembering and comparing it would (docs/benchmarks.md, "Saves that send only what they add").
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ from drawstate.results import Durability
 
 #: Operations a client remembers its last save of; the least recently saved is forgotten first.
 MAX_REMEMBERED_SAVES = 256
+#: Items (results, plus 5 per prize and 4 per failed draw: what msgpack and JSON carry) from which
+#: a DrawState's saves are sent as appends; below it a whole save is as cheap.
+MIN_ITEMS_TO_APPEND = 128
+
+
+def items(state: DrawState) -> int:
+    """What a state's draw lists weigh on the wire, in msgpack items."""
+    return len(state.results) + 5 * len(state.prize_results) + 4 * len(state.errors)
 
 
 class Sent(NamedTuple):
@@ -73,7 +83,8 @@ class PlannedSave:
     def __init__(self, bases: Bases, state: DrawState | Any, fields: dict[str, Any]) -> None:
         self._bases, self._state, self._fields = bases, state, fields
         self._started = time.monotonic()
-        self._sent = Sent.of(state) if isinstance(state, DrawState) else None
+        appendable = isinstance(state, DrawState) and items(state) >= bases.min_items
+        self._sent = Sent.of(state) if appendable else None
         previous = bases.last(self._sent)
         self.request = self.whole() if previous is None else self._append(*previous)
 
@@ -120,10 +131,11 @@ class Bases:
     Thread-safe: Client's threads share one.
     """
 
-    __slots__ = ("_entries", "_lock", "max_entries")
+    __slots__ = ("_entries", "_lock", "max_entries", "min_items")
 
-    def __init__(self, max_entries: int = MAX_REMEMBERED_SAVES) -> None:
+    def __init__(self, max_entries: int = MAX_REMEMBERED_SAVES, min_items: int = MIN_ITEMS_TO_APPEND) -> None:
         self.max_entries = max_entries
+        self.min_items = min_items
         self._entries: OrderedDict[tuple[str, str], tuple[Sent, str]] = OrderedDict()
         self._lock = threading.Lock()
 

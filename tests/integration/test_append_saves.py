@@ -4,7 +4,7 @@ What must hold: an append stores exactly what the whole state's save stores; the
 base_unknown whenever it does not hold the state named (a restart, another save between, a wrong
 base), and the clients then send the whole state within the same call; a client never sends an
 append for a state whose recorded draws or fixed fields changed, so those saves are refused as
-before.
+before. The states start with PREFILLED draws, enough to be sent as appends (appends.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 
 from drawstate import Client, DrawState, Prize, StaleState, ops
 from drawstate.aio import AsyncClient
+from drawstate.appends import MIN_ITEMS_TO_APPEND, items
 from drawstate.connection import Connection
 from drawstate.limits import MAX_FRAME_BYTES
 from drawstate.model import DrawError
@@ -27,10 +28,13 @@ from drawstated.codec import EXPIRES_FIELD, TOKEN_FIELD
 from tests.support.daemon import DaemonThread
 
 LOCK = "player:append"
+#: Draws a test's state holds before its first save: past MIN_ITEMS_TO_APPEND with their prizes.
+PREFILLED = MIN_ITEMS_TO_APPEND // 6 + 1
 
 
-def fresh(operation_id: str, total: int = 50) -> DrawState:
-    return DrawState(
+def fresh(operation_id: str, total: int = 500) -> DrawState:
+    """An operation with PREFILLED draws granted, not saved yet."""
+    state = DrawState(
         lock_key=LOCK,
         operation_id=operation_id,
         total_count=total,
@@ -38,6 +42,13 @@ def fresh(operation_id: str, total: int = 50) -> DrawState:
         last_update_time=1_700_000_000,
         metadata={"user_id": "1001", "price_paid": "1600"},
     )
+    return grant(state, PREFILLED)
+
+
+def next_failure(state: DrawState, message: str = "rng timeout") -> DrawError:
+    """The failure of the next draw: numbered after every draw made."""
+    index = state.completed_count + len(state.errors) + 1
+    return DrawError(index, message, 1_700_000_000 + index)
 
 
 def grant(state: DrawState, n: int = 1) -> DrawState:
@@ -113,15 +124,16 @@ def _fields(state: DrawState) -> dict[str, Any]:
 
 
 def test_failed_draws_are_sent_as_they_are_added(client: Client, sent: list[str]) -> None:
-    state = grant(fresh("20260101_000000_append03"), 2)
+    state = fresh("20260101_000000_append03")
     client.save(state)
-    state.errors.append(DrawError(3, "rng timeout", 1_700_000_003))
+    state.errors.append(next_failure(state))
     client.save(state)
     client.save(grant(state))
     assert sent == ["state", "append", "append"]
     loaded = client.load(LOCK, state.operation_id)
     assert loaded is not None
-    assert (loaded.errors, loaded.results, loaded.completed_count) == (state.errors, state.results, 3)
+    assert (loaded.errors, loaded.results) == (state.errors, state.results)
+    assert loaded.completed_count == PREFILLED + 1
 
 
 def test_a_restarted_daemon_gets_the_whole_state_within_the_same_call(
@@ -129,7 +141,7 @@ def test_a_restarted_daemon_gets_the_whole_state_within_the_same_call(
 ) -> None:
     config = make_config(redis_url=redis_url)
     first = start_daemon(config)
-    state = grant(fresh("20260101_000000_append04"), 3)
+    state = fresh("20260101_000000_append04")
     with Client(str(config.socket_path), timeout=5.0) as client:
         client.save(state)
         client.save(grant(state))
@@ -142,24 +154,32 @@ def test_a_restarted_daemon_gets_the_whole_state_within_the_same_call(
     assert sent == ["state", "append", "append", "state", "append"]
 
 
-def test_a_changed_recorded_draw_is_sent_whole_and_refused(client: Client, sent: list[str]) -> None:
-    state = grant(fresh("20260101_000000_append05"), 3)
+def test_a_changed_recorded_draw_or_fixed_field_is_sent_whole_and_refused(
+    client: Client, sent: list[str]
+) -> None:
+    state = fresh("20260101_000000_append05")
     client.save(state)
     state.prize_results[1] = Prize("p2", "Gem", 0.125, 999_999)  # a granted prize made dearer
     grant(state)
-    with pytest.raises(StaleState):
+    with pytest.raises(StaleState, match="prize_results"):
         client.save(state)
-    changed = grant(fresh("20260101_000000_append05"), 4)
+    changed = grant(fresh("20260101_000000_append05"))
     changed.metadata["price_paid"] = "0"
-    with pytest.raises(StaleState):
+    with pytest.raises(StaleState, match="metadata"):
         client.save(changed)
-    assert sent == ["state", "state", "state"]
+    failed = fresh("20260101_000000_append5b")
+    failed.errors.append(next_failure(failed))
+    client.save(failed)
+    failed.errors[0] = DrawError(failed.errors[0].draw_index, "", 1)  # a failure's record rewritten
+    with pytest.raises(StaleState, match="errors"):
+        client.save(grant(failed))
+    assert sent == ["state", "state", "state", "state", "state"]
 
 
 def test_a_save_between_from_another_client_makes_the_next_append_a_whole_save(
     client: Client, daemon: DaemonThread, sent: list[str]
 ) -> None:
-    state = grant(fresh("20260101_000000_append06"), 2)
+    state = fresh("20260101_000000_append06")
     client.save(state)
     with daemon.client(timeout=5.0) as other:  # its own memory of saves
         other.save(grant(state.copy()))  # version 2: the daemon now holds that one
@@ -170,14 +190,14 @@ def test_a_save_between_from_another_client_makes_the_next_append_a_whole_save(
 def test_the_daemon_answers_appends_it_cannot_place_with_clear_codes(
     raw: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> None:
-    state = grant(fresh("20260101_000000_append07"), 2).to_dict()
+    state = fresh("20260101_000000_append07").to_dict()
     first = raw({"op": "save", "state": state, "token": "t1", "want_base": True})
     assert first["ok"] and len(first["base"]) == 64
     append = {
         "lock_key": LOCK,
         "operation_id": state["operation_id"],
         "base": first["base"],
-        "completed_count": 3,
+        "completed_count": PREFILLED + 1,
         "last_update_time": state["last_update_time"] + 1,
         "results": [21],
     }
@@ -208,13 +228,13 @@ def test_the_daemon_answers_appends_it_cannot_place_with_clear_codes(
     assert again["error"]["code"] == "base_unknown"
     whole = {
         **state,
-        "completed_count": 3,
-        "results": [7, 14, 21],
+        "completed_count": PREFILLED + 1,
+        "results": [*state["results"], 21],
         "last_update_time": append["last_update_time"],
     }
     replay = raw({"op": "save", "token": "t3", "state": whole, "want_base": True})
     assert (replay["ok"], replay["version"], "base" in replay) == (True, 2, False)  # a replay: no base
-    plain = raw({"op": "save", "state": {**whole, "completed_count": 4}, "token": "t4"})
+    plain = raw({"op": "save", "state": {**whole, "completed_count": PREFILLED + 2}, "token": "t4"})
     assert (plain["ok"], plain["version"], "base" in plain) == (True, 3, False)  # only when asked for
 
 
@@ -223,7 +243,7 @@ def test_the_asyncio_client_sends_appends_and_falls_back_the_same_way(
 ) -> None:
     config = make_config(redis_url=redis_url)
     first = start_daemon(config)
-    state = grant(fresh("20260101_000000_append08"), 2)
+    state = fresh("20260101_000000_append08")
 
     async def scenario() -> list[int]:
         async with AsyncClient(str(config.socket_path), timeout=5.0) as client:
@@ -237,3 +257,18 @@ def test_the_asyncio_client_sends_appends_and_falls_back_the_same_way(
 
     assert asyncio.run(scenario()) == [1, 2, 3]
     assert sent == ["state", "append", "append", "state"]
+
+
+def test_a_small_state_is_always_sent_whole_without_asking_for_a_base(
+    client: Client, sent: list[str]
+) -> None:
+    small = DrawState(LOCK, "20260101_000000_append10", 20, start_time=1, last_update_time=1)
+    requests = []
+    while items(small) < MIN_ITEMS_TO_APPEND and small.completed_count < small.total_count:
+        requests.append(
+            client._bases.plan(grant(small), expect_version=None, ttl_s=None, token=None, durability=None)
+        )
+        client.save(small)
+    assert sent == ["state"] * (2 * len(requests))  # each plan made above, and each save's own
+    assert not any("want_base" in plan.request for plan in requests)
+    assert client.load(LOCK, small.operation_id) == DrawState(**{**_fields(small), "version": len(requests)})

@@ -133,7 +133,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "failed draws (errors) are append-only like results",
         SAVE_LUA,
         (Edit("ipairs({'results', 'prize_results', 'errors'})", "ipairs({'results', 'prize_results'})"),),
-        (OUTCOMES + "test_failed_draws_are_append_only_like_results",),
+        (
+            OUTCOMES + "test_failed_draws_are_append_only_like_results",
+            APPENDS + "test_a_changed_recorded_draw_or_fixed_field_is_sent_whole_and_refused",
+        ),
     ),
     Mutant(
         "failed-draw-numbered-after",
@@ -177,14 +180,20 @@ MUTANTS: tuple[Mutant, ...] = (
         "total_count, start_time and metadata are fixed by the first save (the price lives there)",
         SAVE_LUA,
         (Edit("ipairs({'total_count', 'start_time', 'metadata'})", "ipairs({})"),),
-        (OUTCOMES + "test_a_save_that_changes_the_price_or_identity_gets_stale_state_naming_the_field",),
+        (
+            OUTCOMES + "test_a_save_that_changes_the_price_or_identity_gets_stale_state_naming_the_field",
+            APPENDS + "test_a_changed_recorded_draw_or_fixed_field_is_sent_whole_and_refused",
+        ),
     ),
     Mutant(
         "immutable-fields-metadata",
         "metadata (the price paid) is fixed by the first save",
         SAVE_LUA,
         (Edit("ipairs({'total_count', 'start_time', 'metadata'})", "ipairs({'total_count', 'start_time'})"),),
-        (OUTCOMES + "test_a_save_that_changes_the_price_or_identity_gets_stale_state_naming_the_field",),
+        (
+            OUTCOMES + "test_a_save_that_changes_the_price_or_identity_gets_stale_state_naming_the_field",
+            APPENDS + "test_a_changed_recorded_draw_or_fixed_field_is_sent_whole_and_refused",
+        ),
     ),
     # --- expiry -------------------------------------------------------------------------
     Mutant(
@@ -528,7 +537,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "a client sends only new draws only for a state that keeps every draw and fixed field it saved",
         "client/drawstate/appends.py",
         (Edit("return entry if entry is not None and _extends(entry[0], sent) else None", "return entry"),),
-        (APPENDS + "test_a_changed_recorded_draw_is_sent_whole_and_refused",),
+        (APPENDS + "test_a_changed_recorded_draw_or_fixed_field_is_sent_whole_and_refused",),
     ),
     Mutant(
         "aio-dead-connection-replaced",
