@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +28,8 @@ from drawstate.limits import MAX_FRAME_BYTES
 from drawstate.model import DrawError
 from drawstated import keys
 from drawstated.codec import EXPIRES_FIELD, TOKEN_FIELD
-from tests.support.daemon import DaemonThread
+from tests.support.daemon import DaemonProcess, DaemonThread
+from tests.support.shared_redis import CLUSTER_PREFIX
 
 LOCK = "player:append"
 #: Draws a test's state holds before its first save: past MIN_ITEMS_TO_APPEND with their prizes.
@@ -272,3 +276,121 @@ def test_a_small_state_is_always_sent_whole_without_asking_for_a_base(
     assert sent == ["state"] * (2 * len(requests))  # each plan made above, and each save's own
     assert not any("want_base" in plan.request for plan in requests)
     assert client.load(LOCK, small.operation_id) == DrawState(**{**_fields(small), "version": len(requests)})
+
+
+#: Steps of the randomized run, and its seed (printed, so a failure can be replayed).
+RANDOM_STEPS = 400
+APPEND_SEED_ENV = "DRAWSTATE_APPEND_SEED"
+
+
+def test_randomized_saves_store_exactly_what_each_game_was_told_saved(
+    redis_url: str, sock_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two game clients save 6 large operations through a daemon process that is SIGKILLed and
+    restarted and remembers little (--accepted-cache-bytes 20000), in random order: draws granted,
+    draws failed, a recorded prize or the price rewritten, an older copy of a state saved from the
+    other client. Whatever was sent (append, whole, whole after base_unknown), what Redis holds
+    must be, after every step and at the end, the last state a save was answered ok for: no draw
+    lost, none added, none changed."""
+    seed = int(os.environ.get(APPEND_SEED_ENV, str(time.time_ns() % 10**6)))
+    rng = random.Random(seed)
+    socket_path = sock_dir / "r.sock"
+    if redis_url.startswith(CLUSTER_PREFIX):
+        target = ["--redis-cluster", redis_url.removeprefix(CLUSTER_PREFIX)]
+    else:
+        target = ["--redis-url", redis_url]
+    args = [*target, "--data-dir", str(sock_dir / "r"), "--accepted-cache-bytes", "20000"]
+    daemon = DaemonProcess(socket_path, args).start()
+    kinds: list[str] = []
+    counts = {
+        "saves answered ok": 0,
+        "saves refused stale_state": 0,
+        "daemon SIGKILLed and restarted": 0,
+        "requests sent as append": 0,
+        "requests sent whole": 0,
+        "appends answered base_unknown, then sent whole": 0,
+    }
+    truth: dict[str, DrawState] = {}  # per operation, the last state a save was answered ok for
+    history: dict[str, list[DrawState]] = {}
+    clients = [Client(str(socket_path), timeout=5.0), Client(str(socket_path), timeout=5.0)]
+
+    def save(client: Client, state: DrawState) -> None:
+        before = len(kinds)
+        try:
+            client.save(state)
+        finally:
+            sent = kinds[before:]
+            counts["requests sent as append"] += sent.count("append")
+            counts["requests sent whole"] += sent.count("state")
+            counts["appends answered base_unknown, then sent whole"] += sent == ["append", "state"]
+
+    real_save, real_append = ops.save, ops.save_append
+    try:
+        ops.save = lambda *a, **k: kinds.append("state") or real_save(*a, **k)  # type: ignore[assignment]
+        ops.save_append = lambda *a, **k: kinds.append("append") or real_append(*a, **k)  # type: ignore[assignment]
+        for n in range(6):
+            state = fresh(f"20260101_000000_random{n:02d}", total=2000)
+            save(clients[0], state)
+            truth[state.operation_id], history[state.operation_id] = state.copy(), [state.copy()]
+        for _ in range(RANDOM_STEPS):
+            operation_id = rng.choice(sorted(truth))
+            client = rng.choice(clients)
+            action = rng.choices(["grant", "fail", "tamper", "stale", "kill"], [60, 10, 10, 10, 3])[0]
+            state = truth[operation_id].copy()
+            if action == "kill":
+                assert daemon.proc is not None
+                daemon.proc.kill()
+                daemon.proc.wait()
+                daemon = DaemonProcess(socket_path, args).start()
+                counts["daemon SIGKILLed and restarted"] += 1
+                continue
+            if action in ("grant", "fail"):
+                grant(state, rng.randint(1, 3)) if action == "grant" else state.errors.append(
+                    next_failure(state)
+                )
+                save(client, state)
+                truth[operation_id] = state.copy()
+                history[operation_id].append(state.copy())
+                counts["saves answered ok"] += 1
+            else:
+                if action == "tamper":
+                    grant(state)
+                    if rng.random() < 0.5:
+                        index = rng.randrange(len(state.prize_results) - 1)  # a recorded one
+                        state.prize_results[index] = Prize("swapped", "Jackpot", 0.001, 10**6)
+                    else:
+                        state.metadata["price_paid"] = "1"
+                else:  # an older copy, two or more granted draws behind, extended by one draw
+                    older = [
+                        old
+                        for old in history[operation_id]
+                        if old.completed_count <= state.completed_count - 2
+                    ]
+                    if not older:
+                        continue
+                    state = grant(rng.choice(older).copy())
+                with pytest.raises(StaleState):
+                    save(client, state)
+                counts["saves refused stale_state"] += 1
+            stored = clients[0].load(LOCK, operation_id)
+            assert stored is not None
+            assert DrawState(**{**_fields(stored), "version": 0}) == DrawState(
+                **{**_fields(truth[operation_id]), "version": 0}
+            )
+        for operation_id, state in truth.items():
+            stored = clients[1].load(LOCK, operation_id)
+            assert stored is not None and (stored.results, stored.prize_results, stored.errors) == (
+                state.results,
+                state.prize_results,
+                state.errors,
+            )
+    finally:
+        ops.save, ops.save_append = real_save, real_append
+        for each in clients:
+            each.close()
+        daemon.stop()
+    with capsys.disabled():
+        print(f"\nappend saves ({APPEND_SEED_ENV}={seed}): {counts}")
+    fallbacks = counts["appends answered base_unknown, then sent whole"]
+    assert counts["requests sent as append"] - fallbacks > 50 and fallbacks > 10
+    assert counts["saves refused stale_state"] > 10

@@ -515,6 +515,7 @@ MUTANTS: tuple[Mutant, ...] = (
         (
             APPENDS + "test_a_save_between_from_another_client_makes_the_next_append_a_whole_save",
             APPENDS + "test_the_daemon_answers_appends_it_cannot_place_with_clear_codes",
+            APPENDS + "test_randomized_saves_store_exactly_what_each_game_was_told_saved",
         ),
     ),
     Mutant(
@@ -537,7 +538,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "a client sends only new draws only for a state that keeps every draw and fixed field it saved",
         "client/drawstate/appends.py",
         (Edit("return entry if entry is not None and _extends(entry[0], sent) else None", "return entry"),),
-        (APPENDS + "test_a_changed_recorded_draw_or_fixed_field_is_sent_whole_and_refused",),
+        (
+            APPENDS + "test_a_changed_recorded_draw_or_fixed_field_is_sent_whole_and_refused",
+            APPENDS + "test_randomized_saves_store_exactly_what_each_game_was_told_saved",
+        ),
     ),
     Mutant(
         "aio-dead-connection-replaced",

@@ -1,4 +1,4 @@
-"""The numbers in the prose of docs/operations.md and docs/limits.md are the code's and the unit's.
+"""The numbers in the prose of the docs (operations, limits, benchmarks) are the code's and the unit's.
 
 Their tables and memory paragraphs are generated (drawstated.reference); what the prose states
 besides (the start-up wait, file modes, the unit's memory cap, the descriptor reserve) is read out
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from drawstate import appends
 from drawstate.limits import MIB
 from drawstated import config, journal
 from drawstated.reference.limits import rss_bound_bytes
@@ -42,6 +43,8 @@ STATED = [
     ("docs/operations.md", r"`MemoryMax=(\d+)M`", str(_unit_memory_max() // MIB)),
     ("docs/limits.md", r"`FD_RESERVE` \((\d+),", str(process.FD_RESERVE)),
     ("docs/limits.md", r"unit's `MemoryMax=(\d+)M`", str(_unit_memory_max() // MIB)),
+    ("docs/benchmarks.md", r"`MIN_ITEMS_TO_APPEND` \((\d+)\)", str(appends.MIN_ITEMS_TO_APPEND)),
+    ("docs/benchmarks.md", r"`--accepted-cache-bytes`,\s+(\d+) MiB", str(config.ACCEPTED_CACHE_BYTES // MIB)),
 ]
 
 

@@ -136,6 +136,24 @@ ROWS = (
         _mib,
     ),
     Row(
+        "remembered accepted states",
+        C,
+        "ACCEPTED_CACHE_ENTRIES",
+        "`accepted_cache_entries` · `--accepted-cache`",
+        "the least recently saved operation's state is forgotten, no error: its next save is checked "
+        "whole, and a save sending only its new draws (`append`) gets `base_unknown`, so the client "
+        "sends the whole state.",
+    ),
+    Row(
+        "bytes of remembered accepted states",
+        C,
+        "ACCEPTED_CACHE_BYTES",
+        "`accepted_cache_bytes` · `--accepted-cache-bytes`",
+        "as above, for the states' canonical JSON taken together; a state larger than all of it is not "
+        "remembered.",
+        _mib,
+    ),
+    Row(
         "reply reserve of load, rollback, complete",
         "drawstated.server.flow",
         "STATE_REPLY_FACTOR",
