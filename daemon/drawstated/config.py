@@ -50,7 +50,7 @@ AUDIT_MAXLEN = 100_000
 #: save whole. An entry only spares work: an operation it no longer holds gets the full check.
 ACCEPTED_CACHE_ENTRIES = 4096
 #: What the accepted states' heads may take in all (a 1000-draw state's is ~87 KB, a 10-draw one's ~1 KB).
-ACCEPTED_CACHE_BYTES = 16 * 1024 * 1024
+ACCEPTED_CACHE_BYTES = 8 * 1024 * 1024
 #: Seconds between sweeps; an operation's expire event is written within its TTL plus this.
 SWEEP_INTERVAL_S = 30.0
 #: A state's key outlives its logical expiry this long, so a sweeper can still read and record it
