@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from drawstate import Client, DrawState, Prize, StaleState, ops
+from drawstate import Client, DrawState, OperationClosed, Prize, StaleState, ops
 from drawstate.aio import AsyncClient
 from drawstate.appends import MIN_ITEMS_TO_APPEND, items
 from drawstate.connection import Connection
@@ -30,6 +30,7 @@ from drawstated import keys
 from drawstated.codec import EXPIRES_FIELD, TOKEN_FIELD
 from tests.support.daemon import DaemonProcess, DaemonThread
 from tests.support.shared_redis import CLUSTER_PREFIX
+from tests.support.waiting import wait_until
 
 LOCK = "player:append"
 #: Draws a test's state holds before its first save: past MIN_ITEMS_TO_APPEND with their prizes.
@@ -189,6 +190,20 @@ def test_a_save_between_from_another_client_makes_the_next_append_a_whole_save(
         other.save(grant(state.copy()))  # version 2: the daemon now holds that one
     assert client.save(grant(grant(state.copy()))).version == 3  # base_unknown, then whole
     assert sent == ["state", "state", "append", "state"]
+
+
+def test_an_append_to_an_operation_past_its_ttl_is_refused_as_expired(
+    client: Client, sent: list[str]
+) -> None:
+    """The save script ends an operation whose time is up, however the save was sent: the draws an
+    append carries are never stored past the TTL, and the caller is told the operation expired."""
+    state = fresh("20260101_000000_append11")
+    client.save(state, ttl_s=1)
+    wait_until(lambda: client.load(LOCK, state.operation_id) is None, timeout=5)  # the sweeper is 30 s away
+    with pytest.raises(OperationClosed) as caught:
+        client.save(grant(state), ttl_s=1)
+    assert caught.value.details["closed_by"] == "expire"
+    assert sent == ["state", "append"]
 
 
 def test_the_daemon_answers_appends_it_cannot_place_with_clear_codes(

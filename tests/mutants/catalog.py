@@ -227,7 +227,10 @@ MUTANTS: tuple[Mutant, ...] = (
         "a save to an operation past its `_expires` expires it there and is refused",
         SAVE_LUA,
         (Edit("    if tonumber(expires) <= now then\n", "    if false then\n"),),
-        (OUTCOMES + "test_a_save_after_the_ttl_expires_the_operation_itself_before_any_sweep",),
+        (
+            OUTCOMES + "test_a_save_after_the_ttl_expires_the_operation_itself_before_any_sweep",
+            APPENDS + "test_an_append_to_an_operation_past_its_ttl_is_refused_as_expired",
+        ),
     ),
     Mutant(
         "ttl-expiry-on-close",
