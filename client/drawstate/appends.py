@@ -11,9 +11,10 @@ checks any save that extends a state it accepted. Or it answers `base_unknown` (
 forgot the state, or another save came between), and the client sends the whole state within the
 same call. Redis stores the same state and answers the same either way (protocol.md §7.2).
 
-Only DrawState objects are sent this way: their prizes and failed draws are frozen, so the lists
-sent can be kept by reference and compared in C, element by element, by identity first. A dict
-state is sent whole every time, as its prizes are dicts a caller may change in place. So is a
+Only DrawState objects passed to Client.save and AsyncClient.save are sent this way (MultiDraw
+and AsyncMultiDraw pass each save as a dict): their prizes and failed draws are frozen, so the
+lists sent can be kept by reference and compared in C, element by element, by identity first. A
+dict state is sent whole every time, as its prizes are dicts a caller may change in place. So is a
 small state (fewer than `MIN_ITEMS_TO_APPEND` items): sending it whole costs no more than
 remembering and comparing it would (docs/benchmarks.md, "Saves that send only what they add").
 """
@@ -43,12 +44,19 @@ def items(state: DrawState) -> int:
 
 
 class Sent(NamedTuple):
-    """What a save sent of a DrawState: its fixed fields and its draw lists, as they were."""
+    """A DrawState as a save sent it: every field, the lists and metadata copied.
+
+    Taken once, when the save is planned: whatever the caller does to its DrawState while the
+    call is under way (an asyncio task saving it while the next draw is recorded, another
+    thread), every request of that save, and what the client remembers of it, are this.
+    """
 
     lock_key: str
     operation_id: str
     total_count: int
+    completed_count: int
     start_time: int
+    last_update_time: int
     metadata: dict[str, str]
     results: list[int]
     prize_results: list[Prize]
@@ -60,11 +68,28 @@ class Sent(NamedTuple):
             state.lock_key,
             state.operation_id,
             state.total_count,
+            state.completed_count,
             state.start_time,
+            state.last_update_time,
             dict(state.metadata),
             list(state.results),
             list(state.prize_results),
             list(state.errors),
+        )
+
+    def state(self) -> DrawState:
+        """The DrawState this is (its own lists: to send, not to change)."""
+        return DrawState(
+            lock_key=self.lock_key,
+            operation_id=self.operation_id,
+            total_count=self.total_count,
+            completed_count=self.completed_count,
+            results=self.results,
+            prize_results=self.prize_results,
+            errors=self.errors,
+            start_time=self.start_time,
+            last_update_time=self.last_update_time,
+            metadata=self.metadata,
         )
 
 
@@ -78,37 +103,43 @@ class PlannedSave:
     Every request it makes carries the same token, so however it is sent it counts as one save.
     """
 
-    __slots__ = ("_bases", "_fields", "_sent", "_started", "_state", "request")
+    __slots__ = ("_bases", "_fields", "_sent", "_started", "_whole", "request")
 
     def __init__(self, bases: Bases, state: DrawState | Any, fields: dict[str, Any]) -> None:
-        self._bases, self._state, self._fields = bases, state, fields
+        self._bases, self._fields = bases, fields
         self._started = time.monotonic()
         appendable = isinstance(state, DrawState) and items(state) >= bases.min_items
         self._sent = Sent.of(state) if appendable else None
+        #: The whole state's request, made now unless the state is kept in `_sent` to make it from.
+        self._whole = None if self._sent is not None else ops.save(state, **fields)
         previous = bases.last(self._sent)
         self.request = self.whole() if previous is None else self._append(*previous)
 
     def whole(self) -> ops.Request:
-        """The save of the whole state (asking for its base when it is a DrawState)."""
-        return ops.save(self._state, want_base=self._sent is not None, **self._fields)
+        """The save of the whole state as it was when planned (asking for its base if it was kept)."""
+        if self._whole is not None:
+            return self._whole
+        assert self._sent is not None
+        return ops.save(self._sent.state(), want_base=True, **self._fields)
 
-    def _append(self, sent: Sent, base: str) -> ops.Request:
-        state = self._state
+    def _append(self, previous: Sent, base: str) -> ops.Request:
+        sent = self._sent
+        assert sent is not None
         append: dict[str, Any] = {
-            "lock_key": state.lock_key,
-            "operation_id": state.operation_id,
+            "lock_key": sent.lock_key,
+            "operation_id": sent.operation_id,
             "base": base,
-            "completed_count": state.completed_count,
-            "last_update_time": state.last_update_time,
+            "completed_count": sent.completed_count,
+            "last_update_time": sent.last_update_time,
         }
-        if len(state.results) > len(sent.results):
-            append["results"] = state.results[len(sent.results) :]
-        if len(state.prize_results) > len(sent.prize_results):
+        if len(sent.results) > len(previous.results):
+            append["results"] = sent.results[len(previous.results) :]
+        if len(sent.prize_results) > len(previous.prize_results):
             append["prize_results"] = [
-                prize.to_dict() for prize in state.prize_results[len(sent.prize_results) :]
+                prize.to_dict() for prize in sent.prize_results[len(previous.prize_results) :]
             ]
-        if len(state.errors) > len(sent.errors):
-            append["errors"] = [error.to_dict() for error in state.errors[len(sent.errors) :]]
+        if len(sent.errors) > len(previous.errors):
+            append["errors"] = [error.to_dict() for error in sent.errors[len(previous.errors) :]]
         return ops.save_append(append, **self._fields)
 
     def remaining(self, timeout: float) -> float:

@@ -10,6 +10,7 @@ before. The states start with PREFILLED draws, enough to be sent as appends (app
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import random
@@ -409,3 +410,46 @@ def test_randomized_saves_store_exactly_what_each_game_was_told_saved(
     fallbacks = counts["appends answered base_unknown, then sent whole"]
     assert counts["requests sent as append"] - fallbacks > 50 and fallbacks > 10
     assert counts["saves refused stale_state"] > 10
+
+
+def test_a_state_changed_while_its_save_is_under_way_is_saved_as_it_was_when_the_save_began(
+    redis_url: str, make_config: Callable[..., Any], start_daemon: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The game records its next draw while a save is under way (an asyncio task, another thread),
+    and that save's append is answered base_unknown: the whole state it sends then is the state as it
+    was when the save began, and the next save sends the draw recorded meanwhile, once."""
+    config = make_config(redis_url=redis_url)
+    first = start_daemon(config)
+    state = fresh("20260101_000000_append12")
+    with Client(str(config.socket_path), timeout=5.0) as client:
+        client.save(state)
+        first.stop()
+        start_daemon(config)  # it remembers nothing: the next append gets base_unknown
+        began = grant(state).copy()
+        real = ops.save_append
+
+        def recording_meanwhile(*args: Any, **kwargs: Any) -> ops.Request:
+            grant(state)  # the next draw, recorded while this save is being sent
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(ops, "save_append", recording_meanwhile)
+        assert client.save(state).version == 2
+        monkeypatch.setattr(ops, "save_append", real)
+        assert client.load(LOCK, state.operation_id) == DrawState(**{**_fields(began), "version": 2})
+        assert client.save(state).version == 3
+        assert client.load(LOCK, state.operation_id) == DrawState(**{**_fields(state), "version": 3})
+
+
+def test_draw_lists_of_other_sequence_types_are_sent_as_appends_too(client: Client, sent: list[str]) -> None:
+    state = fresh("20260101_000000_append13")
+    state.results = tuple(state.results)  # type: ignore[assignment]
+    state.prize_results = collections.deque(state.prize_results)  # type: ignore[assignment]
+    client.save(state)
+    state.completed_count += 1
+    state.results += (1,)  # type: ignore[operator]
+    state.prize_results.append(Prize("late", "Late", 0.5, 1))
+    client.save(state)
+    assert sent == ["state", "append"]
+    loaded = client.load(LOCK, state.operation_id)
+    assert loaded is not None
+    assert (loaded.results, loaded.prize_results) == (list(state.results), list(state.prize_results))

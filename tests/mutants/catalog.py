@@ -537,6 +537,38 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "append-not-a-list-refused",
+        "an append's draw list that is not a list is refused as in a whole state, not taken as none",
+        "daemon/drawstated/ops/accepted.py",
+        (
+            Edit(
+                "[[] if append.get(name) is None else append.get(name) for name in DRAW_LISTS]",
+                "[append.get(name) or [] for name in DRAW_LISTS]",
+            ),
+        ),
+        (
+            "tests/unit/test_appended.py::test_a_draw_list_that_is_not_a_list_is_refused_as_in_the_whole_state",
+        ),
+        topologies="standalone",
+    ),
+    Mutant(
+        "client-save-snapshot",
+        "every request of one save, and what the client remembers of it, is the state as the save began",
+        "client/drawstate/appends.py",
+        (
+            Edit(
+                "            list(state.results),\n"
+                "            list(state.prize_results),\n"
+                "            list(state.errors),",
+                "            state.results,\n            state.prize_results,\n            state.errors,",
+            ),
+        ),
+        (
+            APPENDS
+            + "test_a_state_changed_while_its_save_is_under_way_is_saved_as_it_was_when_the_save_began",
+        ),
+    ),
+    Mutant(
         "client-append-only-extensions",
         "a client sends only new draws only for a state that keeps every draw and fixed field it saved",
         "client/drawstate/appends.py",

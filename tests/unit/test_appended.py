@@ -128,3 +128,15 @@ def test_an_append_past_the_size_cap_is_refused_as_the_whole_state_is() -> None:
     expected = answer(new, previous, limits)
     assert expected[0] == "StateTooLarge"
     assert appended_answer(append_of(base, new, previous), previous, limits) == expected
+
+
+@pytest.mark.parametrize("value", [{}, 0, "", False, "x", {"a": 1}, 1.5])
+def test_a_draw_list_that_is_not_a_list_is_refused_as_in_the_whole_state(value: object) -> None:
+    base = valid_state()
+    previous = check_save(base, LIMITS, None).accepted
+    for name in DRAW_LISTS:
+        whole = {**copy.deepcopy(base), name: value}
+        append = {**append_of(base, base, previous), name: value}
+        expected = answer(whole, previous)
+        assert expected[0] == "InvalidState"
+        assert appended_answer(append, previous) == expected

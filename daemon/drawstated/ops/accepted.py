@@ -186,7 +186,8 @@ def check_append(append: Mapping[str, Any], limits: Limits, previous: Accepted) 
     the whole state is rebuilt from `previous.head` and check_save decides and names what is wrong.
     The caller has checked that `append` names `previous`'s operation and base.
     """
-    news = [append.get(name) or [] for name in DRAW_LISTS]
+    # Absent or nil is no new draws; any other value that is not a list goes to the whole check.
+    news: list[Any] = [[] if append.get(name) is None else append.get(name) for name in DRAW_LISTS]
     # Any type here: check_appended passes only ints, and whole_state's check names anything else.
     completed: Any = append.get("completed_count")
     last_update: Any = append.get("last_update_time")
