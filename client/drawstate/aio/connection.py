@@ -80,6 +80,8 @@ class MultiplexedConnection:
                 await self._writer.drain()
                 return await reply
         except ConnectionError as exc:  # a write found the daemon gone before the reader did
+            if not reply.done():
+                reply.cancel()  # this call raises exc itself: its future is never awaited
             if self._closed is None:
                 self._fail_all(exc)  # so no later call is sent on it
             raise
