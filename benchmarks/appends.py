@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.env import start_daemon, start_redis
-from benchmarks.hotpath_cpu import _stop, cpu_times
+from benchmarks.env import start_daemon, start_redis, stop
+from benchmarks.hotpath_cpu import cpu_times
 from benchmarks.workloads import SaveStream, json_bytes
 from drawstate import Client
 
@@ -57,8 +57,8 @@ def measure(mode: str, draws: int, prizes: bool, saves: int) -> dict[str, float]
             "wall_us": (wall1 - wall0) / saves * 1e6,
         }
     finally:
-        _stop(daemon_proc)
-        _stop(redis_proc)
+        stop(daemon_proc)
+        stop(redis_proc)
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -38,6 +38,7 @@ from benchmarks.cluster import OwnCluster
 from drawstate import Client
 from drawstate.hotpath import PURE_PYTHON_ENV
 from drawstated.server.embedded import die_with_parent, find_redis_server
+from testbed.redis_proc import stop_process
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 20.0
@@ -89,16 +90,9 @@ def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) -
         )
 
 
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    """SIGTERM, then SIGKILL if it does not exit in time."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a benchmark's server or daemon, then SIGKILL if it does not exit in time."""
+    stop_process(proc, STOP_TIMEOUT_S)
 
 
 def _tail(path: Path) -> str:
@@ -243,11 +237,11 @@ def environment(
             cluster=cluster,
         )
     finally:
-        _stop(daemon_proc)
+        stop(daemon_proc)
         if redis_proc is None and cluster is None and redis_url is not None:
             with contextlib.suppress(redis.RedisError, OSError):
                 _forget_keys(redis_url, tag)
-        _stop(redis_proc)
+        stop(redis_proc)
         if cluster is not None:
             cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)

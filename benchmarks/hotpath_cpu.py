@@ -45,7 +45,7 @@ from typing import Any
 
 import msgpack
 
-from benchmarks.env import start_daemon, start_redis
+from benchmarks.env import start_daemon, start_redis, stop
 from benchmarks.workloads import DEFAULT_DRAWS, SaveStream, json_bytes
 from drawstate import Client
 from drawstate.hotpath import PURE_PYTHON_ENV
@@ -56,15 +56,8 @@ PATHS = ("compiled", "pure")
 DEFAULT_SAVES = 10_000
 WARMUP_SAVES = 1_000
 DEFAULT_REPEAT = 3
-STOP_TIMEOUT_S = 20.0
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 _HEADER = struct.Struct(">I")
-
-
-def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        proc.wait(STOP_TIMEOUT_S)
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
@@ -293,8 +286,8 @@ def measure(variant: str, path: str, saves: int) -> dict[str, Any]:
             "rtt_p50_us": statistics.median(rtts) * 1e6,
         }
     finally:
-        _stop(daemon_proc)
-        _stop(redis_proc)
+        stop(daemon_proc)
+        stop(redis_proc)
         shutil.rmtree(directory, ignore_errors=True)
 
 
