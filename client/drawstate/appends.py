@@ -94,7 +94,8 @@ class Sent(NamedTuple):
 
 
 def _starts_with(items: list[Any], prefix: list[Any]) -> bool:
-    return type(items) is list and len(items) >= len(prefix) and items[: len(prefix)] == prefix
+    """Whether `items` begins with `prefix` (both lists a Sent copied)."""
+    return len(items) >= len(prefix) and items[: len(prefix)] == prefix
 
 
 class PlannedSave:
@@ -169,9 +170,6 @@ class Bases:
         self.min_items = min_items
         self._entries: OrderedDict[tuple[str, str], tuple[Sent, str]] = OrderedDict()
         self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def plan(
         self,
