@@ -224,3 +224,19 @@ def test_a_rollback_guarded_by_a_version_that_moved_on_changes_nothing(client, n
     assert (done.existed, done.final) == (True, True)
     again = client.rollback(state.lock_key, state.operation_id, expect_version=7, token="guarded")
     assert (again.existed, again.final) == (True, True)  # a repeat gets the stored answer
+
+
+def test_a_rollback_refunded_by_the_stream_is_decided_once_and_never_final(client, new_state):
+    """close.lua records "the stream pays" itself: its caller, and any resend of its token, are
+    never told `final: true`, and the outcome event hands the refund to the stream, once."""
+    state = new_state(completed_count=2, results=[3, 4])
+    client.save(state)
+    refund = client.rollback(state.lock_key, state.operation_id, refund_by="stream", token="by-stream")
+    assert (refund.cleanup, refund.final, refund.existed) == ("done", False, True)
+    assert refund.state is not None and refund.state.results == [3, 4]
+    again = client.rollback(state.lock_key, state.operation_id, token="by-stream")  # now "caller"
+    assert (again.final, again.existed, again.state.results) == (False, True, [3, 4])
+    events = [e.to_dict() for e in client.iter_audit() if e.operation_id == state.operation_id]
+    assert [(e["event"], e["refunded_by_caller"], e["results"]) for e in events] == [
+        ("rollback", False, [3, 4])
+    ]

@@ -65,6 +65,49 @@ def test_a_deferred_rollback_that_redis_applied_is_recorded_as_the_rollback_it_w
     assert "corrupted_state" not in event
 
 
+def test_a_deferred_rollback_that_redis_applied_is_paid_by_the_stream_when_the_next_daemon_applies_it(
+    own_redis, proxy, make_config, start_daemon
+):
+    """The daemon that answered "deferred" stops before Redis is back; its journal's successor
+    finds the close applied, its refund decision still open, and gives the refund to the stream."""
+    config = _config(make_config, proxy.url)
+    first = start_daemon(config)
+    with first.client(timeout=2) as client:
+        draw = MultiDraw.start(client, "lost:restart", 10, metadata=METADATA)
+        draw.record(6)
+        proxy.cut_after_next_request(b"rollback", then_cut=True)  # Redis runs the close; its reply is lost
+        refund = draw.rollback("player left")
+        assert (refund.cleanup, refund.final) == ("deferred", False)
+    first.stop()  # still cut off: the rollback is left in the journal
+    proxy.restore()
+    second = start_daemon(config)
+    with second.client(timeout=2) as client:
+        wait_until(lambda: second.call(lambda: len(second.server.cleanup)) == 0, timeout=10)
+        events = _audit(client, draw.operation_id)
+    assert [(e["event"], e["deferred"], e["refunded_by_caller"], e["results"]) for e in events] == [
+        ("rollback", True, False, [6])
+    ]
+
+
+def test_a_rollback_refunded_by_the_stream_whose_reply_was_lost_is_paid_by_the_stream_once(
+    own_redis, proxy, make_config, start_daemon
+):
+    """Its close.lua decided "the stream pays" and its reply was lost: answered deferred, applied once."""
+    daemon = start_daemon(_config(make_config, proxy.url))
+    with daemon.client(timeout=2) as client:
+        draw = MultiDraw.start(client, "lost:by-stream", 10, metadata=METADATA)
+        draw.record(5)
+        proxy.cut_after_next_request(b"rollback", then_cut=True)  # Redis runs the close; its reply is lost
+        refund = client.rollback(draw.lock_key, draw.operation_id, refund_by="stream", token="lost-1")
+        assert (refund.cleanup, refund.final) == ("deferred", False)
+        proxy.restore()
+        wait_until(lambda: daemon.call(lambda: len(daemon.server.cleanup)) == 0, timeout=10)
+        again = client.rollback(draw.lock_key, draw.operation_id, token="lost-1")
+        events = _audit(client, draw.operation_id)
+    assert (again.cleanup, again.final, again.existed) == ("done", False, True)
+    assert [(e["event"], e["refunded_by_caller"], e["results"]) for e in events] == [("rollback", False, [5])]
+
+
 def test_a_rollback_the_client_resent_is_never_answered_deferred(
     own_redis, proxy, make_config, start_daemon, sock_dir
 ):

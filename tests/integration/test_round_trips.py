@@ -1,4 +1,4 @@
-"""How many commands Redis runs for each op: on one server one each, except rollback's two.
+"""How many commands Redis runs for each op: on one server one each, except a refunding rollback's two.
 
 Counted exactly with MONITOR: a probe connection sends `ECHO <marker>` before and after each op,
 and the commands between the two markers that came from a client (not from inside a script,
@@ -36,7 +36,8 @@ EXPECTED = {
     "load newest": ["EVALSHA newest"],
     "pending page, one lock key": ["EVALSHA page"],
     "complete": ["EVALSHA close"],
-    "rollback": ["EVALSHA close", "EVALSHA settle"],  # the refund decision after the state is read
+    "rollback": ["EVALSHA close", "EVALSHA settle"],  # "you pay", once close.lua's reply is in hand
+    "rollback, refund by the stream": ["EVALSHA close"],  # nobody is told to pay: decided in close.lua
     "load newest (newest expired: the walk)": ["EVALSHA newest", "EVALSHA page"],
 }
 #: The same on Cluster (sorted: the masters are read one after another). Reads name every key in
@@ -50,6 +51,7 @@ EXPECTED_CLUSTER = {
     "pending page, one lock key": ["GET"] * 4 + ["ZRANGE"],
     "complete": ["EVALSHA close", "EVALSHA outbox", "EVALSHA published", "XADD"],
     "rollback": ["EVALSHA close", "EVALSHA outbox", "EVALSHA published", "EVALSHA settle", "XADD"],
+    "rollback, refund by the stream": ["EVALSHA close", "EVALSHA outbox", "EVALSHA published", "XADD"],
     "load newest (newest expired: the walk)": ["GET"] * 6 + ["ZRANGE", "ZREVRANGE"],
 }
 _SCRIPT_NAMES = {script.sha: name for name, script in load_all().items()}
@@ -162,7 +164,7 @@ def _print_table(topology: str, counts: dict[str, list[str]]) -> None:
         print(f"{op:<42} {len(names):>8}  {', '.join(names)}")
 
 
-def test_each_op_is_one_redis_round_trip_on_standalone_and_rollback_two(
+def test_each_op_is_one_redis_round_trip_on_standalone_but_a_refunding_rollback_two(
     counted: Counted, new_state: Callable[..., DrawState]
 ) -> None:
     counts = _each_op(counted, new_state)
@@ -224,6 +226,13 @@ def _each_op(counted: Counted, new_state: Callable[..., DrawState]) -> dict[str,
         refund = client.rollback(lock_key, live[1].operation_id, reason="round trips", token="trip-1")
     assert refund.final and refund.existed and refund.state is not None
     assert refund.state.operation_id == live[1].operation_id
+
+    delegated = new_state(lock_key=lock_key)
+    client.save(delegated)
+    with log.around() as counts["rollback, refund by the stream"]:
+        refund = client.rollback(lock_key, delegated.operation_id, refund_by="stream", token="trip-2")
+    assert not refund.final and refund.existed and refund.state is not None
+    assert refund.state.operation_id == delegated.operation_id
 
     # The newest past its lifetime: the daemon judges expiry, and walks the others (rare).
     newer = new_state(lock_key=lock_key)

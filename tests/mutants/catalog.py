@@ -54,6 +54,13 @@ OUTCOMES_FAILURES = "tests/integration/test_outcomes_failures.py::"
 MULTIDRAW = "tests/integration/test_multidraw.py::"
 MULTIDRAW_UNIT = "tests/unit/test_multidraw_unit.py::"
 JOURNAL = "tests/integration/test_journal_durability.py::"
+DEFERRED_APPLIED_TEST = (
+    OUTCOMES_FAILURES + "test_a_deferred_rollback_that_redis_applied_is_recorded_as_the_rollback_it_was"
+)
+DEFERRED_APPLIED_AFTER_RESTART_TEST = (
+    OUTCOMES_FAILURES
+    + "test_a_deferred_rollback_that_redis_applied_is_paid_by_the_stream_when_the_next_daemon_applies_it"
+)
 JOURNAL_RECORD_TEST = (
     JOURNAL + "test_the_record_and_its_new_directory_entry_are_fsynced_before_the_deferred_reply"
 )
@@ -309,10 +316,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "a deferred rollback whose earlier attempt reached Redis is refunded by the stream, not its caller",
         CLOSE_LUA,
         (Edit("  if mode == 'deferred' and t['final'] == 'p' then\n", "  if false then\n"),),
-        (
-            OUTCOMES_FAILURES
-            + "test_a_deferred_rollback_that_redis_applied_is_recorded_as_the_rollback_it_was",
-        ),
+        (DEFERRED_APPLIED_TEST, DEFERRED_APPLIED_AFTER_RESTART_TEST),
+    ),
+    Mutant(
+        "caller-refund-decided-with-reply-in-hand",
+        "a caller's refund is decided only once the daemon holds close.lua's reply, never inside it",
+        CLOSE_LUA,
+        (Edit("  final = 'p'\n", "  final = '1'\n"),),
+        (DEFERRED_APPLIED_TEST, DEFERRED_APPLIED_AFTER_RESTART_TEST),
     ),
     Mutant(
         "pending-refund-to-stream",

@@ -1,10 +1,15 @@
 """The `rollback` op: end an operation and say, once, who refunds it.
 
-Two steps, two round trips by design: close.lua removes the state (and writes its tombstone), then
-settle.lua records in that tombstone whether this caller pays (`final`) before anyone is told. A
-resend with the same token reads the stored decision instead of making a new one; any other caller
-is never told `final: true`. When Redis does not take the close in time, the rollback is journaled
-and answered `deferred`: this caller does not refund, the outcome stream will say who does.
+close.lua removes the state (and writes its tombstone). When this caller pays, settle.lua then
+records in that tombstone that it does (`final`), before anyone is told: two round trips, by
+design. The decision may be made only once this daemon holds close.lua's reply, because a
+daemon that loses that reply answers `deferred` (the caller does not pay) and the stream must
+then pay; made inside close.lua, it could stand while its caller was told `deferred`, and nobody
+would refund. A caller that asked the stream to pay (`refund_by: "stream"`) is never told
+`final: true`, so close.lua records that decision itself: one round trip. A resend with the
+same token reads the stored decision instead of making a new one; any other caller is never
+told `final: true`. When Redis does not take the close in time, the rollback is journaled and
+answered `deferred`: this caller does not refund, the outcome stream will say who does.
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ class Rollback:
         reason = fields.reason(request)
         # Without a token a resend counts as another caller: it can never be told "final" twice.
         token = fields.token(request) or secrets.token_hex(8)
-        caller_pays = fields.refund_by(request) == "caller"
+        refund_by = fields.refund_by(request)
+        caller_pays = refund_by == "caller"
         expect_version = fields.expect_version(request)
         pending = ctx.cleanup.get((lock_key, operation_id))
         if pending is not None:
@@ -70,6 +76,7 @@ class Rollback:
                 token=token,
                 reason=reason,
                 expect_version=expect_version,
+                refund_by=refund_by,
             )
         except errors.RequestError as exc:
             expired_here(ctx, lock_key, operation_id, exc)
@@ -118,7 +125,7 @@ class Rollback:
         The caller pays unless it asked the stream to (`refund_by: "stream"`), or the state removed
         could not be read (the caller cannot compute a refund from it)."""
         final, published = outcome.final, outcome.published
-        if final == "p":
+        if final == "p":  # this caller pays, unless the state removed cannot be read
             try:
                 final, published = await self.ctx.store.settle(
                     lock_key, operation_id, token, "1" if caller_pays else "0", deadline

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from drawstate import protocol
+from drawstate.protocol import RefundBy
 from drawstated import errors, keys
 from drawstated.config import Config
 from drawstated.redis.commands import Commands, expire_future
@@ -339,17 +340,18 @@ class Store:
         token: str = "",
         reason: str = "",
         expect_version: int | None = None,
+        refund_by: RefundBy = "caller",
     ) -> CloseOutcome:
         """Roll back or complete: remove the state, leave the tombstone (close.lua).
 
         `expect_version`: only if the stored version is that one (else version_conflict).
+        `refund_by`, of a direct rollback: "stream" is decided here ("final" "0"); a caller's
+        refund is left pending ("p") for `settle`, once this daemon holds the reply.
         """
         expect = "" if expect_version is None else expect_version
+        args = [kind, mode, token, reason, operation_id, lock_key, self.tomb_ttl_ms, self.lease_ms, expect]
         reply = await self.commands.script(
-            "close",
-            deadline,
-            self._operation_keys(lock_key, operation_id),
-            [kind, mode, token, reason, operation_id, lock_key, self.tomb_ttl_ms, self.lease_ms, expect],
+            "close", deadline, self._operation_keys(lock_key, operation_id), [*args, refund_by]
         )
         status = reply[0].decode()
         if status == "closed":

@@ -12,8 +12,10 @@
 --       | {"closed", kind}
 --
 -- A rollback names its caller with a token. Who pays the refund is decided once ("final" in the
--- tombstone, outcome.lua): a rollback the daemon answers directly starts "p" (pending), and the
--- daemon confirms it (settle.lua) before it tells its caller "final: true"; a deferred rollback,
+-- tombstone, outcome.lua). A rollback whose caller asked the stream to pay is decided "0" here. One
+-- whose caller pays starts "p" (pending), and the daemon confirms it (settle.lua) before it tells
+-- its caller "final: true": only a daemon that has this script's reply in hand may tell anyone, as
+-- a daemon whose reply was lost answers "deferred" (the caller does not pay); a deferred rollback,
 -- which its caller was told not to refund, is written "0" here, or turns a pending "p" into "0" if
 -- an earlier attempt of the same token had reached Redis after all. A repeat of the same token
 -- gets the tombstone's answer again; any other token finds the operation closed by "rollback".
@@ -29,6 +31,7 @@ local lock_key = ARGV[6]
 local tomb_ttl_ms = tonumber(ARGV[7])
 local lease_ms = tonumber(ARGV[8])
 local expect = ARGV[9] or ''    -- the stored version required, "" (or absent) when any
+local payer = ARGV[10] or ''    -- a direct rollback's refund_by: "stream" is decided here, else settle.lua
 
 local k = op_keys()
 local now = now_ms()
@@ -83,7 +86,7 @@ if not state and mode == 'deferred' then
 end
 
 local final = '0'
-if kind == 'rollback' and mode == 'direct' then
+if kind == 'rollback' and mode == 'direct' and payer ~= 'stream' then
   final = 'p'
 end
 local published = end_operation(k, state, {
