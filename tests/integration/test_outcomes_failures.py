@@ -214,6 +214,29 @@ def test_a_refund_decision_a_dead_daemon_left_pending_goes_to_the_stream(
         assert (again.final, again.cleanup, again.existed) == (False, "done", True)
 
 
+def test_a_refund_decision_a_live_daemon_could_not_confirm_goes_to_the_stream(
+    own_redis, proxy, make_config, start_daemon
+):
+    """The state is removed, then Redis is cut off before the decision (settle.lua) reaches it.
+
+    The daemon answers outcome_unknown: it never told its caller to pay. After the lease, the
+    sweeper gives the refund to the stream, and the caller's resend hears the same.
+    """
+    daemon = start_daemon(_config(make_config, proxy.url, sweep_interval_s=0.1))
+    with daemon.client(timeout=2, retry=Retry(attempts=1)) as client:
+        draw = MultiDraw.start(client, "cut:settle", 5, metadata=METADATA)
+        draw.record(3)
+        proxy.cut_at_next_request(Script.load("settle").sha.encode())
+        with pytest.raises(OutcomeUnknown):
+            client.rollback(draw.lock_key, draw.operation_id, token="unconfirmed")
+        assert proxy.requests_lost == 1
+        proxy.restore()
+        [event] = wait_until(lambda: _audit(client, draw.operation_id), timeout=10)
+        assert (event["event"], event["refunded_by_caller"], event["results"]) == ("rollback", False, [3])
+        again = client.rollback(draw.lock_key, draw.operation_id, token="unconfirmed")
+        assert (again.final, again.cleanup, again.existed) == (False, "done", True)
+
+
 def _close_as_a_dying_daemon_would(rdb: redis.Redis, draw: MultiDraw, token: str) -> None:
     """close.lua run directly, as a daemon does before it confirms (settle.lua), and then nothing."""
     lock_key, operation_id = draw.lock_key, draw.operation_id

@@ -334,7 +334,10 @@ MUTANTS: tuple[Mutant, ...] = (
                 "if mode == 'sweeper' and redis.call('HGET', tomb, 'final') == 'p' then\n", "if false then\n"
             ),
         ),
-        (OUTCOMES_FAILURES + "test_a_refund_decision_a_dead_daemon_left_pending_goes_to_the_stream",),
+        (
+            OUTCOMES_FAILURES + "test_a_refund_decision_a_dead_daemon_left_pending_goes_to_the_stream",
+            OUTCOMES_FAILURES + "test_a_refund_decision_a_live_daemon_could_not_confirm_goes_to_the_stream",
+        ),
     ),
     Mutant(
         "refund-decision-before-event",

@@ -6,8 +6,9 @@ forwarded connection at once and refuses new ones until `restore()`;
 `stall()` keeps connections open but forwards nothing either way until
 `unstall()`; `cut_after_next_request()` lets one request through, waits for
 the server's answer (so the request was applied) and closes both sides
-instead of forwarding it: a reply lost after the write. Each control call
-returns once its effect is in place.
+instead of forwarding it: a reply lost after the write; `cut_at_next_request()`
+cuts everything as that request arrives: a request that never reached the
+server. Each control call returns once its effect is in place.
 
 It runs an asyncio loop in one background thread; `close()` stops it and
 closes every socket it opened (the fixtures call it, and `with` does too).
@@ -77,11 +78,14 @@ class TcpProxy:
         self.bytes_up = 0
         self.bytes_down = 0
         self.replies_dropped = 0
+        self.requests_lost = 0
         #: Set when `cut_after_next_request` dropped its reply.
         self.reply_dropped = threading.Event()
         self._links: set[_Link] = set()
         self._refusing = False
         self._armed: tuple[bytes, bool] | None = None
+        #: The request `cut_at_next_request` waits for.
+        self._losing: bytes | None = None
         self._loop = asyncio.new_event_loop()
         self._flowing: asyncio.Event | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -202,6 +206,12 @@ class TcpProxy:
         self.reply_dropped.clear()
         self._call(self._set(armed=(containing, then_cut)))
 
+    def cut_at_next_request(self, containing: bytes) -> None:
+        """The next client-to-target chunk holding `containing` is not forwarded: every connection
+        is cut there, and new ones refused until `restore()`. (A request is matched within one
+        chunk: a command of a few hundred bytes arrives whole.)"""
+        self._call(self._set(losing=containing))
+
     def wait_reply_dropped(self, timeout: float = CONTROL_TIMEOUT_S) -> None:
         assert self.reply_dropped.wait(timeout), "the armed request never got its reply dropped"
 
@@ -219,10 +229,13 @@ class TcpProxy:
         refusing: bool | None = None,
         flowing: bool | None = None,
         armed: tuple[bytes, bool] | None = None,
+        losing: bytes | None = None,
     ) -> None:
         assert self._flowing is not None
         if refusing is not None:
             self._refusing = refusing
+        if losing is not None:
+            self._losing = losing
         if flowing is not None:
             (self._flowing.set if flowing else self._flowing.clear)()
         if armed is not None:
@@ -288,6 +301,9 @@ class TcpProxy:
         try:
             while data := await reader.read(CHUNK_BYTES):
                 await self._flowing.wait()
+                if upstream and self._losing is not None and self._losing in data:
+                    await self._lose_request(link)
+                    return
                 if upstream:
                     self.bytes_up += len(data)
                     seen = self._match(link, seen + data)
@@ -311,6 +327,13 @@ class TcpProxy:
             link.doomed, link.then_cut = True, then_cut
             return b""
         return window[-(len(needle) - 1) :] if len(needle) > 1 else b""
+
+    async def _lose_request(self, link: _Link) -> None:
+        self._losing = None
+        self.requests_lost += 1
+        self._refusing = True
+        await self._drop_all(keep=link)
+        link.abort()  # this link's own task ends when its pump returns
 
     async def _drop_reply(self, link: _Link) -> None:
         self.replies_dropped += 1
