@@ -12,9 +12,10 @@ being written):
                                                     call, as `by`; else granted before: a no-op)
     {"k": "in-doubt", "op", "idx", "r"}             record of draw idx ended OutcomeUnknown: not granted
     {"k": "intent",   "op", "lock", "token"}        about to roll back with this token (before the call)
-    {"k": "rollback", "op", "final", "existed", "cleanup", "draws", "total"}
+    {"k": "rollback", "op", "final", "existed", "cleanup", "draws", "total"[, "by": "stream"]}
                                                     the answer; final: this process paid the refund
-                                                    of `draws` draws, keyed by op
+                                                    of `draws` draws, keyed by op; by "stream": it
+                                                    asked with refund_by "stream" (never final)
     {"k": "complete", "op"}
 
 They follow docs/recovery.md's rules: grant only after `record` returned; on resume and on a
@@ -49,10 +50,14 @@ from drawstate import (
     VersionConflict,
 )
 from drawstate.multidraw import DrawResult
+from drawstate.refund import Refund
 
 #: Each call's timeout, and how long MultiDraw resends a save or a rollback before OutcomeUnknown.
 CALL_TIMEOUT_S = 1.0
 RESEND_DEADLINE_S = 2.0
+#: Of a recovery worker's rollbacks, the share that leaves the refund to the outcome stream
+#: (refund_by "stream", as an operator's sweep does) instead of paying it itself.
+STREAM_REFUND_SHARE = 0.3
 #: The game backend's database in the ledger directory: grants (and the refund worker's refunds).
 BACKEND = "backend.db"
 #: How long a grant waits for another process's write to the backend database (2 cores, 8 writers).
@@ -143,6 +148,30 @@ def roll_back(ledger: Ledger, draw: MultiDraw, reason: str) -> None:
     )
 
 
+def roll_back_to_stream(ledger: Ledger, client: Client, draw: MultiDraw, reason: str) -> None:
+    """Roll back leaving the refund to the outcome stream (`refund_by: "stream"`), intent first.
+
+    Its answer is never final; a crash before it is resolved by `resolve`, which resends the token
+    asking to pay: it must hear whatever was decided first.
+    """
+    token = draw.rollback_token
+    ledger.write(k="intent", op=draw.operation_id, lock=draw.lock_key, token=token)
+    result = client.rollback(draw.lock_key, draw.operation_id, reason=reason, token=token, refund_by="stream")
+    state = result.state
+    if result.final and state is not None:
+        grant_state(ledger, state)  # told to pay (a broken promise the ledger check names): pay
+    ledger.write(
+        k="rollback",
+        op=draw.operation_id,
+        token=token,
+        final=result.final,
+        cleanup=result.cleanup,
+        draws=Refund(state, result.cleanup, result.final).ungranted_count if state is not None else 0,
+        total=state.total_count if state is not None else draw.state.total_count,
+        by="stream",
+    )
+
+
 def draw_value(operation_id: str, index: int) -> int:
     return zlib.crc32(f"{operation_id}:{index}".encode()) & 0xFFFFFF
 
@@ -226,7 +255,10 @@ def recover_one(
             return
         grant_state(ledger, draw.state)  # owed from before the crash
         if rng.random() < rollback_share:
-            roll_back(ledger, draw, "recovery: abandoned")
+            if rng.random() < STREAM_REFUND_SHARE:
+                roll_back_to_stream(ledger, client, draw, "recovery: abandoned, refund by the stream")
+            else:
+                roll_back(ledger, draw, "recovery: abandoned")
             return
         _finish(draw, ledger, rng)
     except (VersionConflict, OperationClosed, OutcomeUnknown, DrawStateError):

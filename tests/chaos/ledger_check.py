@@ -31,6 +31,7 @@ MONEY_PATHS = (
     "in-doubt records",
     "draws granted by the refund worker",
     "refunds parked for a person",
+    "rollbacks left to the stream",
 )
 #: Counted and printed even when zero, with the money paths: a zero is worth seeing.
 ALWAYS_COUNTED = (
@@ -111,10 +112,15 @@ def check(
                 operations[operation_id].granted_new_by[entry["idx"]].add(entry.get("by", "a game process"))
         elif kind == "in-doubt":
             verdict.counts["in-doubt records"] += 1
-        elif kind == "rollback" and entry["final"]:
-            operations[operation_id].inline[entry["token"]] = entry["draws"]
         elif kind == "rollback":
-            answered_not_final.add(operation_id)
+            if entry.get("by") == "stream":
+                verdict.counts["rollbacks left to the stream"] += 1
+                if entry["final"]:
+                    verdict.fail(operation_id, "a rollback leaving its refund to the stream was told to pay")
+            if entry["final"]:
+                operations[operation_id].inline[entry["token"]] = entry["draws"]
+            else:
+                answered_not_final.add(operation_id)
     for row in grants:
         if row.idx in operations[row.op].rows:
             verdict.fail(row.op, f"invariant 1: draw {row.idx} has two rows in the grants table")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from drawstate import Client, DrawStateCorrupted, MultiDraw, OutcomeUnknown, new_operation_id
 from testbed.redis_proc import RedisProcess
-from tests.chaos.ledger_actors import Ledger, draw_value, grant_state, record, roll_back
+from tests.chaos.ledger_actors import Ledger, draw_value, grant_state, record, roll_back, roll_back_to_stream
 from tests.support.proxy import TcpProxy
 
 #: Each call's timeout: above the daemons' --max-deadline-ms (2 s), so a rollback host A defers
@@ -52,6 +52,7 @@ def force_money_paths(
     try:
         with Client(socket_a, timeout=CALL_TIMEOUT_S) as a, Client(socket_b, timeout=CALL_TIMEOUT_S) as b:
             _inline_refund(ledger, b)
+            _stream_refund(ledger, a)
             in_doubt = _in_doubt_record(ledger, a, proxy)
             _deferred_and_superseded(ledger, a, b, proxy)
             _unreadable_state(b, redis)
@@ -80,6 +81,14 @@ def _inline_refund(ledger: Ledger, b: Client) -> None:
     _record_and_grant(ledger, draw)
     roll_back(ledger, draw, "scenario: player cancelled")
     assert draw.rollback().final, "a rollback with Redis reachable tells its caller to pay"
+
+
+def _stream_refund(ledger: Ledger, a: Client) -> None:
+    draw = _start(ledger, a, "by-stream", 3)
+    _record_and_grant(ledger, draw)
+    roll_back_to_stream(ledger, a, draw, "scenario: an operator's sweep")
+    again = a.rollback(draw.lock_key, draw.operation_id, token=draw.rollback_token)  # now asking to pay
+    assert not again.final, "a rollback decided for the stream stays decided for the stream"
 
 
 def _in_doubt_record(ledger: Ledger, a: Client, proxy: TcpProxy) -> str:

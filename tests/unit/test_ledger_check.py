@@ -43,6 +43,15 @@ def test_an_inline_refund_and_a_stream_refund_of_one_operation_is_a_double_refun
     assert any("invariant 2" in v and "inline and from the stream" in v for v in verdict.violations)
 
 
+def test_a_rollback_that_left_its_refund_to_the_stream_is_counted_and_never_final():
+    asked = {"k": "rollback", "op": "op", "token": "t", "draws": 3, "by": "stream"}
+    left = check([*START, {**asked, "final": False}], [_ending()], {"op": 3}, [], grants=GRANTED)
+    assert left.violations == [] and left.counts["rollbacks left to the stream"] == 1
+    paid = _ending(refunded_by_caller=True)
+    told = check([*START, {**asked, "final": True}], [paid], {}, [], grants=GRANTED)
+    assert any("leaving its refund to the stream was told to pay" in v for v in told.violations)
+
+
 def test_two_callers_told_to_refund_is_caught():
     inline = [
         {"k": "rollback", "op": "op", "token": token, "final": True, "draws": 3} for token in ("t1", "t2")
