@@ -105,7 +105,26 @@ def test_a_rollback_refunded_by_the_stream_whose_reply_was_lost_is_paid_by_the_s
         again = client.rollback(draw.lock_key, draw.operation_id, token="lost-1")
         events = _audit(client, draw.operation_id)
     assert (again.cleanup, again.final, again.existed) == ("done", False, True)
-    assert [(e["event"], e["refunded_by_caller"], e["results"]) for e in events] == [("rollback", False, [5])]
+    # Decided with the removal, before the reply was lost: not by the deferred application.
+    assert [(e["event"], e["refunded_by_caller"], e["deferred"], e["results"]) for e in events] == [
+        ("rollback", False, False, [5])
+    ]
+
+
+def test_a_rollback_refunded_by_the_stream_is_decided_with_the_removal_and_sends_no_settle(
+    own_redis, proxy, make_config, start_daemon
+):
+    daemon = start_daemon(_config(make_config, proxy.url))
+    with daemon.client(timeout=2, retry=Retry(attempts=1)) as client, own_redis.client() as rdb:
+        draw = MultiDraw.start(client, "by-stream:one-trip", 5, metadata=METADATA)
+        draw.record(2)
+        proxy.cut_at_next_request(Script.load("settle").sha.encode())  # a tripwire: it must not be sent
+        refund = client.rollback(draw.lock_key, draw.operation_id, refund_by="stream", token="one-trip")
+        tomb = rdb.hgetall(f"lottery:closed:{{{draw.lock_key}}}:{draw.operation_id}")
+        proxy.restore()
+    assert (refund.final, refund.cleanup, refund.existed) == (False, "done", True)
+    assert proxy.requests_lost == 0
+    assert (tomb[b"final"], tomb[b"token"]) == (b"0", b"one-trip")
 
 
 def test_a_rollback_the_client_resent_is_never_answered_deferred(

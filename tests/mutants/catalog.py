@@ -326,6 +326,23 @@ MUTANTS: tuple[Mutant, ...] = (
         (DEFERRED_APPLIED_TEST, DEFERRED_APPLIED_AFTER_RESTART_TEST),
     ),
     Mutant(
+        "stream-refund-decided-with-removal",
+        "a rollback refunded by the stream is decided by close.lua, with the removal (one round trip)",
+        CLOSE_LUA,
+        (
+            Edit(
+                "if kind == 'rollback' and mode == 'direct' and payer ~= 'stream' then\n",
+                "if kind == 'rollback' and mode == 'direct' then\n",
+            ),
+        ),
+        (
+            OUTCOMES_FAILURES
+            + "test_a_rollback_refunded_by_the_stream_is_decided_with_the_removal_and_sends_no_settle",
+            OUTCOMES_FAILURES
+            + "test_a_rollback_refunded_by_the_stream_whose_reply_was_lost_is_paid_by_the_stream_once",
+        ),
+    ),
+    Mutant(
         "pending-refund-to-stream",
         "a refund decision a dead daemon left pending goes to the outcome stream",
         "daemon/drawstated/redis/lua/outbox.lua",

@@ -182,8 +182,9 @@ class TcpProxy:
         self._call(self._cut())
 
     def restore(self) -> None:
-        """Forward new connections again (after `cut`, or the cut of `cut_after_next_request`)."""
-        self._call(self._set(refusing=False))
+        """Forward new connections again (after `cut`, or the cut of `cut_after_next_request`), and
+        forget a `cut_at_next_request` still armed."""
+        self._call(self._set(refusing=False, losing=b""))
 
     def stall(self) -> None:
         """Keep every connection open but forward nothing, either way, until `unstall()`."""
@@ -235,7 +236,7 @@ class TcpProxy:
         if refusing is not None:
             self._refusing = refusing
         if losing is not None:
-            self._losing = losing
+            self._losing = losing or None  # b"": disarmed
         if flowing is not None:
             (self._flowing.set if flowing else self._flowing.clear)()
         if armed is not None:

@@ -5,11 +5,13 @@ records in that tombstone that it does (`final`), before anyone is told: two rou
 design. The decision may be made only once this daemon holds close.lua's reply, because a
 daemon that loses that reply answers `deferred` (the caller does not pay) and the stream must
 then pay; made inside close.lua, it could stand while its caller was told `deferred`, and nobody
-would refund. A caller that asked the stream to pay (`refund_by: "stream"`) is never told
-`final: true`, so close.lua records that decision itself: one round trip. A resend with the
-same token reads the stored decision instead of making a new one; any other caller is never
-told `final: true`. When Redis does not take the close in time, the rollback is journaled and
-answered `deferred`: this caller does not refund, the outcome stream will say who does.
+would refund. A caller that asked the stream to pay (`refund_by: "stream"`) is not to be told
+`final: true`, so close.lua records that decision itself: one round trip, and once it has reached
+Redis, every resend of the token hears it. A resend with the same token reads the stored
+decision instead of making a new one (a decision still open, "p", is settled as the resend
+asks); any other caller is never told `final: true`. When Redis does not take the close in
+time, the rollback is journaled and answered `deferred`: this caller does not refund, the
+outcome stream will say who does.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ log = logging.getLogger("drawstated.ops.rollback")
 #: Kept back from a rollback's deadline to journal it and still answer "deferred" in time:
 #: this much, or a quarter of a short deadline.
 DEFER_MARGIN_S = 0.05
-#: Share of a rollback's usable deadline for removing the state; the rest confirms who refunds.
+#: Share of a rollback's usable deadline for removing the state when its caller pays; the rest
+#: confirms that it does (settle.lua). A rollback refunded by the stream has nothing to confirm.
 CLOSE_SHARE = 0.6
 
 
@@ -72,7 +75,7 @@ class Rollback:
                 "rollback",
                 lock_key,
                 operation_id,
-                now + (usable - now) * CLOSE_SHARE,
+                now + (usable - now) * (CLOSE_SHARE if caller_pays else 1.0),
                 token=token,
                 reason=reason,
                 expect_version=expect_version,
@@ -125,7 +128,7 @@ class Rollback:
         The caller pays unless it asked the stream to (`refund_by: "stream"`), or the state removed
         could not be read (the caller cannot compute a refund from it)."""
         final, published = outcome.final, outcome.published
-        if final == "p":  # this caller pays, unless the state removed cannot be read
+        if final == "p":  # still open: settle it as this request asks (`caller_pays`)
             try:
                 final, published = await self.ctx.store.settle(
                     lock_key, operation_id, token, "1" if caller_pays else "0", deadline

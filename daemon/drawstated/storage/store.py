@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from drawstate import protocol
-from drawstate.protocol import RefundBy
 from drawstated import errors, keys
 from drawstated.config import Config
 from drawstated.redis.commands import Commands, expire_future
@@ -340,7 +339,7 @@ class Store:
         token: str = "",
         reason: str = "",
         expect_version: int | None = None,
-        refund_by: RefundBy = "caller",
+        refund_by: protocol.RefundBy = "caller",
     ) -> CloseOutcome:
         """Roll back or complete: remove the state, leave the tombstone (close.lua).
 
@@ -349,10 +348,9 @@ class Store:
         refund is left pending ("p") for `settle`, once this daemon holds the reply.
         """
         expect = "" if expect_version is None else expect_version
+        keys = self._operation_keys(lock_key, operation_id)
         args = [kind, mode, token, reason, operation_id, lock_key, self.tomb_ttl_ms, self.lease_ms, expect]
-        reply = await self.commands.script(
-            "close", deadline, self._operation_keys(lock_key, operation_id), [*args, refund_by]
-        )
+        reply = await self.commands.script("close", deadline, keys, [*args, refund_by])
         status = reply[0].decode()
         if status == "closed":
             raise closed_error(

@@ -31,7 +31,7 @@ local lock_key = ARGV[6]
 local tomb_ttl_ms = tonumber(ARGV[7])
 local lease_ms = tonumber(ARGV[8])
 local expect = ARGV[9] or ''    -- the stored version required, "" (or absent) when any
-local payer = ARGV[10] or ''    -- a direct rollback's refund_by: "stream" is decided here, else settle.lua
+local payer = ARGV[10] or ''    -- a direct rollback's refund_by: "stream" is decided here (else ignored)
 
 local k = op_keys()
 local now = now_ms()
