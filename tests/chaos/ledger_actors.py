@@ -132,9 +132,30 @@ def record(ledger: Ledger, draw: MultiDraw, result: DrawResult) -> int:
 
 def roll_back(ledger: Ledger, draw: MultiDraw, reason: str) -> None:
     """Roll back with an intent stored first, and write the answer (the refund, when final)."""
+    token = _intent(ledger, draw)
+    _answer(ledger, draw, token, draw.rollback(reason))
+
+
+def roll_back_to_stream(ledger: Ledger, client: Client, draw: MultiDraw, reason: str) -> None:
+    """Roll back leaving the refund to the outcome stream (`refund_by: "stream"`), intent first.
+
+    Its answer is never final; a crash before it is resolved by `resolve`, which resends the token
+    asking to pay: it must hear whatever was decided first.
+    """
+    token = _intent(ledger, draw)
+    result = client.rollback(draw.lock_key, draw.operation_id, reason=reason, token=token, refund_by="stream")
+    # Told to pay (a broken promise the ledger check names), it pays, as MultiDraw's caller would.
+    refund = Refund(result.state or draw.state, result.cleanup, result.final)
+    _answer(ledger, draw, token, refund, by="stream")
+
+
+def _intent(ledger: Ledger, draw: MultiDraw) -> str:
     token = draw.rollback_token
     ledger.write(k="intent", op=draw.operation_id, lock=draw.lock_key, token=token)
-    refund = draw.rollback(reason)
+    return token
+
+
+def _answer(ledger: Ledger, draw: MultiDraw, token: str, refund: Refund, **fields: str) -> None:
     if refund.final:
         grant_state(ledger, refund.state)
     ledger.write(
@@ -145,30 +166,7 @@ def roll_back(ledger: Ledger, draw: MultiDraw, reason: str) -> None:
         cleanup=refund.cleanup,
         draws=refund.ungranted_count,
         total=refund.state.total_count,
-    )
-
-
-def roll_back_to_stream(ledger: Ledger, client: Client, draw: MultiDraw, reason: str) -> None:
-    """Roll back leaving the refund to the outcome stream (`refund_by: "stream"`), intent first.
-
-    Its answer is never final; a crash before it is resolved by `resolve`, which resends the token
-    asking to pay: it must hear whatever was decided first.
-    """
-    token = draw.rollback_token
-    ledger.write(k="intent", op=draw.operation_id, lock=draw.lock_key, token=token)
-    result = client.rollback(draw.lock_key, draw.operation_id, reason=reason, token=token, refund_by="stream")
-    state = result.state
-    if result.final and state is not None:
-        grant_state(ledger, state)  # told to pay (a broken promise the ledger check names): pay
-    ledger.write(
-        k="rollback",
-        op=draw.operation_id,
-        token=token,
-        final=result.final,
-        cleanup=result.cleanup,
-        draws=Refund(state, result.cleanup, result.final).ungranted_count if state is not None else 0,
-        total=state.total_count if state is not None else draw.state.total_count,
-        by="stream",
+        **fields,
     )
 
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +46,30 @@ def proxy(own_redis) -> Iterator[TcpProxy]:
         yield through
 
 
+def _deferred_though_applied(
+    client: Client, proxy: TcpProxy, lock_key: str, results: list[int], roll_back: Callable[[MultiDraw], Any]
+) -> MultiDraw:
+    """A multi-draw with `results` recorded, rolled back by `roll_back` while Redis runs the close
+    but its reply is lost: answered deferred, so its caller pays nothing."""
+    draw = MultiDraw.start(client, lock_key, 10, metadata=METADATA)
+    for result in results:
+        draw.record(result)
+    proxy.cut_after_next_request(b"rollback", then_cut=True)
+    refund = roll_back(draw)
+    assert (refund.cleanup, refund.final) == ("deferred", False)
+    return draw
+
+
+def _player_left(draw: MultiDraw) -> Any:
+    return draw.rollback("player left")
+
+
 def test_a_deferred_rollback_that_redis_applied_is_recorded_as_the_rollback_it_was(
     own_redis, proxy, make_config, start_daemon
 ):
     daemon = start_daemon(_config(make_config, proxy.url))
     with daemon.client(timeout=2) as client:
-        draw = MultiDraw.start(client, "lost:rollback", 10, metadata=METADATA)
-        draw.record(1)
-        draw.record(2)
-        proxy.cut_after_next_request(b"rollback", then_cut=True)  # Redis runs the close; its reply is lost
-        refund = draw.rollback("player left")
-        assert (refund.cleanup, refund.final) == ("deferred", False)  # so this caller pays nothing
+        draw = _deferred_though_applied(client, proxy, "lost:rollback", [1, 2], _player_left)
         proxy.restore()
         wait_until(lambda: daemon.call(lambda: len(daemon.server.cleanup)) == 0, timeout=10)
         [event] = _audit(client, draw.operation_id)
@@ -73,11 +86,7 @@ def test_a_deferred_rollback_that_redis_applied_is_paid_by_the_stream_when_the_n
     config = _config(make_config, proxy.url)
     first = start_daemon(config)
     with first.client(timeout=2) as client:
-        draw = MultiDraw.start(client, "lost:restart", 10, metadata=METADATA)
-        draw.record(6)
-        proxy.cut_after_next_request(b"rollback", then_cut=True)  # Redis runs the close; its reply is lost
-        refund = draw.rollback("player left")
-        assert (refund.cleanup, refund.final) == ("deferred", False)
+        draw = _deferred_though_applied(client, proxy, "lost:restart", [6], _player_left)
     first.stop()  # still cut off: the rollback is left in the journal
     proxy.restore()
     second = start_daemon(config)
@@ -95,11 +104,11 @@ def test_a_rollback_refunded_by_the_stream_whose_reply_was_lost_is_paid_by_the_s
     """Its close.lua decided "the stream pays" and its reply was lost: answered deferred, applied once."""
     daemon = start_daemon(_config(make_config, proxy.url))
     with daemon.client(timeout=2) as client:
-        draw = MultiDraw.start(client, "lost:by-stream", 10, metadata=METADATA)
-        draw.record(5)
-        proxy.cut_after_next_request(b"rollback", then_cut=True)  # Redis runs the close; its reply is lost
-        refund = client.rollback(draw.lock_key, draw.operation_id, refund_by="stream", token="lost-1")
-        assert (refund.cleanup, refund.final) == ("deferred", False)
+
+        def by_stream(draw: MultiDraw) -> Any:
+            return client.rollback(draw.lock_key, draw.operation_id, refund_by="stream", token="lost-1")
+
+        draw = _deferred_though_applied(client, proxy, "lost:by-stream", [5], by_stream)
         proxy.restore()
         wait_until(lambda: daemon.call(lambda: len(daemon.server.cleanup)) == 0, timeout=10)
         again = client.rollback(draw.lock_key, draw.operation_id, token="lost-1")
