@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from drawstate import DrawStateCorrupted, StaleState
+from drawstate import DrawStateCorrupted, OperationClosed, StaleState
 from tests.support.wire import RawPeer
 
 
@@ -92,3 +92,22 @@ def test_prizes_resent_with_another_key_order_are_not_a_rewrite(peer, new_state)
     state.update(completed_count=3, prize_results=[reordered, {**second, "value": 51}, second])
     reply = peer.request({"id": 3, "op": "save", "state": state})
     assert reply["error"]["code"] == "stale_state"
+
+
+def test_a_rollback_meeting_a_tombstone_of_the_version_before_tokens_gets_that_versions_answer(
+    client, new_state, rdb
+):
+    """That version's tombstone was a string, "<kind>\n<body>", and told every rollback's caller to
+    refund, with no token to tell them apart. While such tombstones live, a rollback gets that answer
+    again, the state it removed included, but one asking the stream to pay is told it does not."""
+    state = new_state(lock_key="legacy:tomb", completed_count=1, results=[4])
+    operation_id = state.operation_id
+    rdb.set(f"lottery:closed:{{legacy:tomb}}:{operation_id}", "rollback\n" + json.dumps(state.to_dict()))
+    by_caller = client.rollback("legacy:tomb", operation_id, token="legacy-a")
+    assert (by_caller.final, by_caller.existed, by_caller.cleanup) == (True, True, "done")
+    assert by_caller.state is not None and by_caller.state.results == [4]
+    by_stream = client.rollback("legacy:tomb", operation_id, token="legacy-b", refund_by="stream")
+    assert (by_stream.final, by_stream.existed) == (False, True)
+    with pytest.raises(OperationClosed) as closed:
+        client.complete("legacy:tomb", operation_id)
+    assert closed.value.details["closed_by"] == "rollback"

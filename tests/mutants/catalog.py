@@ -343,6 +343,16 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "stream-refund-on-an-old-tombstone",
+        "a rollback refunded by the stream is not told to pay, even at a tombstone from before tokens",
+        CLOSE_LUA,
+        (Edit("return {'replay', payer == 'stream' and '0' or '1',", "return {'replay', '1',"),),
+        (
+            "tests/integration/test_stored_states.py::"
+            "test_a_rollback_meeting_a_tombstone_of_the_version_before_tokens_gets_that_versions_answer",
+        ),
+    ),
+    Mutant(
         "pending-refund-to-stream",
         "a refund decision a dead daemon left pending goes to the outcome stream",
         "daemon/drawstated/redis/lua/outbox.lua",

@@ -47,7 +47,9 @@ if closed_kind then
     if kind == 'complete' then
       return {'replay', '0', body == '1' and '1' or '0', '', '1'}
     end
-    return {'replay', '1', body ~= '' and '1' or '0', body, '1'}
+    -- That version told every rollback's caller to refund and kept no token: each is told so again,
+    -- but one that asks the stream to pay, which is told it does not.
+    return {'replay', payer == 'stream' and '0' or '1', body ~= '' and '1' or '0', body, '1'}
   end
   local t = tomb_fields(k.tomb)
   if kind == 'rollback' and t['token'] ~= token then
