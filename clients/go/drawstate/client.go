@@ -254,7 +254,25 @@ type RollbackOptions struct {
 	// Token identifies this logical rollback: a repeat with the same token gets
 	// the same Final, State and Existed. "" makes a fresh one for this call.
 	Token string
+	// RefundBy says who pays the refund: "" or RefundByCaller (this caller, when
+	// told Final), or RefundByStream (never this caller: a refund worker pays it
+	// from the outcome stream; for operators' sweeps and services that cannot pay
+	// inline). Decided once per token: a repeat hears the first decision.
+	RefundBy RefundBy
+	// ExpectVersion rolls back only if the stored version is this one (Expect(0):
+	// nothing stored); otherwise ErrVersionConflict and nothing changes. nil: any
+	// version. A guarded rollback is never deferred.
+	ExpectVersion *int64
 }
+
+// RefundBy is a rollback's refund_by: who pays its refund.
+type RefundBy string
+
+// The payers a rollback may name.
+const (
+	RefundByCaller RefundBy = "caller"
+	RefundByStream RefundBy = "stream"
+)
 
 // Rollback removes an operation named by its keys and returns what it had granted, for the refund.
 func (c *Client) Rollback(ctx context.Context, lockKey, operationID string, opts RollbackOptions) (RollbackResult, error) {
@@ -267,7 +285,7 @@ func (c *Client) RollbackState(ctx context.Context, state *DrawState, opts Rollb
 }
 
 func (c *Client) rollback(ctx context.Context, req *rollbackRequest, opts RollbackOptions) (RollbackResult, error) {
-	req.Reason, req.Token = opts.Reason, opts.Token
+	req.Reason, req.Token, req.RefundBy, req.ExpectVersion = opts.Reason, opts.Token, opts.RefundBy, opts.ExpectVersion
 	if req.Token == "" {
 		req.Token = NewToken()
 	}

@@ -141,6 +141,43 @@ func TestRollbackTokenMakesTheCallerFinalAndARepeatGetsTheSameAnswer(t *testing.
 	}
 }
 
+func TestRollbackRefundedByTheStreamIsNeverFinalAndARepeatAskingToPayHearsTheSame(t *testing.T) {
+	c, ctx := newClient(t), ctxFor(t)
+	state := newState(t)
+	_, err := c.Save(ctx, &state, SaveOptions{})
+	must(t, err)
+	first, err := c.RollbackState(ctx, &state, RollbackOptions{Token: "by-stream", RefundBy: RefundByStream})
+	must(t, err)
+	if first.Final || !first.Existed || first.Cleanup != "done" || first.State == nil {
+		t.Fatalf("a rollback refunded by the stream: %+v", first)
+	}
+	again, err := c.RollbackState(ctx, &state, RollbackOptions{Token: "by-stream", RefundBy: RefundByCaller})
+	must(t, err)
+	if again.Final || !again.Existed {
+		t.Errorf("a repeat asking to pay heard %+v: the stream was to pay", again)
+	}
+}
+
+func TestRollbackGuardedByAVersionThatMovedOnChangesNothing(t *testing.T) {
+	c, ctx := newClient(t), ctxFor(t)
+	state := newState(t)
+	_, err := c.Save(ctx, &state, SaveOptions{})
+	must(t, err)
+	_, err = c.Rollback(ctx, state.LockKey, state.OperationID, RollbackOptions{ExpectVersion: Expect(2)})
+	if stored, ok := wantCode(t, err, ErrVersionConflict).StoredVersion(); !ok || stored != 1 {
+		t.Errorf("stored_version %d, %v", stored, ok)
+	}
+	loaded, err := c.Load(ctx, state.LockKey, state.OperationID)
+	if err != nil || loaded == nil {
+		t.Fatalf("a refused guarded rollback left %+v, %v", loaded, err)
+	}
+	done, err := c.Rollback(ctx, state.LockKey, state.OperationID, RollbackOptions{ExpectVersion: Expect(1)})
+	must(t, err)
+	if !done.Final || !done.Existed {
+		t.Errorf("a rollback guarded by the stored version: %+v", done)
+	}
+}
+
 func TestRollbackOfAnUnknownOperationRemovesNothing(t *testing.T) {
 	c := newClient(t)
 	result, err := c.Rollback(ctxFor(t), lockKey(t), "20240101_000000_00000001", RollbackOptions{})

@@ -53,6 +53,9 @@ type rollbackRequest struct {
 	OperationID string     `msgpack:"operation_id,omitempty"`
 	Reason      string     `msgpack:"reason,omitempty"`
 	Token       string     `msgpack:"token,omitempty"`
+	RefundBy    RefundBy   `msgpack:"refund_by,omitempty"`
+	// ExpectVersion: nil sends no check; a pointer to 0 means nothing stored.
+	ExpectVersion *int64 `msgpack:"expect_version,omitempty"`
 }
 
 type completeRequest struct {
