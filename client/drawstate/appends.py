@@ -25,10 +25,10 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, NamedTuple
+from typing import Any
 
 from drawstate import ops
-from drawstate.model import DrawError, DrawState, Prize
+from drawstate.model import DrawState
 from drawstate.results import Durability
 
 #: Operations a client remembers its last save of; the least recently saved is forgotten first.
@@ -43,58 +43,8 @@ def items(state: DrawState) -> int:
     return len(state.results) + 5 * len(state.prize_results) + 4 * len(state.errors)
 
 
-class Sent(NamedTuple):
-    """A DrawState as a save sent it: every field, the lists and metadata copied.
-
-    Taken once, when the save is planned: whatever the caller does to its DrawState while the
-    call is under way (an asyncio task saving it while the next draw is recorded, another
-    thread), every request of that save, and what the client remembers of it, are this.
-    """
-
-    lock_key: str
-    operation_id: str
-    total_count: int
-    completed_count: int
-    start_time: int
-    last_update_time: int
-    metadata: dict[str, str]
-    results: list[int]
-    prize_results: list[Prize]
-    errors: list[DrawError]
-
-    @classmethod
-    def of(cls, state: DrawState) -> Sent:
-        return cls(
-            state.lock_key,
-            state.operation_id,
-            state.total_count,
-            state.completed_count,
-            state.start_time,
-            state.last_update_time,
-            dict(state.metadata),
-            list(state.results),
-            list(state.prize_results),
-            list(state.errors),
-        )
-
-    def state(self) -> DrawState:
-        """The DrawState this is (its own lists: to send, not to change)."""
-        return DrawState(
-            lock_key=self.lock_key,
-            operation_id=self.operation_id,
-            total_count=self.total_count,
-            completed_count=self.completed_count,
-            results=self.results,
-            prize_results=self.prize_results,
-            errors=self.errors,
-            start_time=self.start_time,
-            last_update_time=self.last_update_time,
-            metadata=self.metadata,
-        )
-
-
 def _starts_with(items: list[Any], prefix: list[Any]) -> bool:
-    """Whether `items` begins with `prefix` (both lists a Sent copied)."""
+    """Whether `items` begins with `prefix` (both lists of a snapshot)."""
     return len(items) >= len(prefix) and items[: len(prefix)] == prefix
 
 
@@ -110,7 +60,10 @@ class PlannedSave:
         self._bases, self._fields = bases, fields
         self._started = time.monotonic()
         appendable = isinstance(state, DrawState) and items(state) >= bases.min_items
-        self._sent = Sent.of(state) if appendable else None
+        # The state as this save began: whatever the caller does to its DrawState while the call is
+        # under way (an asyncio task saving it while the next draw is recorded, another thread),
+        # every request of this save, and what the client remembers of it, are this copy.
+        self._sent = state.copy() if appendable else None
         #: The whole state's request, made now unless the state is kept in `_sent` to make it from.
         self._whole = None if self._sent is not None else ops.save(state, **fields)
         previous = bases.last(self._sent)
@@ -121,9 +74,9 @@ class PlannedSave:
         if self._whole is not None:
             return self._whole
         assert self._sent is not None
-        return ops.save(self._sent.state(), want_base=True, **self._fields)
+        return ops.save(self._sent, want_base=True, **self._fields)
 
-    def _append(self, previous: Sent, base: str) -> ops.Request:
+    def _append(self, previous: DrawState, base: str) -> ops.Request:
         sent = self._sent
         assert sent is not None
         append: dict[str, Any] = {
@@ -168,7 +121,7 @@ class Bases:
     def __init__(self, max_entries: int = MAX_REMEMBERED_SAVES, min_items: int = MIN_ITEMS_TO_APPEND) -> None:
         self.max_entries = max_entries
         self.min_items = min_items
-        self._entries: OrderedDict[tuple[str, str], tuple[Sent, str]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[DrawState, str]] = OrderedDict()
         self._lock = threading.Lock()
 
     def plan(
@@ -188,7 +141,7 @@ class Bases:
         }
         return PlannedSave(self, state, fields)
 
-    def last(self, sent: Sent | None) -> tuple[Sent, str] | None:
+    def last(self, sent: DrawState | None) -> tuple[DrawState, str] | None:
         """The last save of `sent`'s operation and its base, if `sent` extends it."""
         if sent is None:
             return None
@@ -196,7 +149,7 @@ class Bases:
             entry = self._entries.get((sent.lock_key, sent.operation_id))
         return entry if entry is not None and _extends(entry[0], sent) else None
 
-    def remember(self, sent: Sent | None, base: object) -> None:
+    def remember(self, sent: DrawState | None, base: object) -> None:
         if sent is None:
             return
         key = (sent.lock_key, sent.operation_id)
@@ -208,7 +161,7 @@ class Bases:
                     self._entries.popitem(last=False)
 
 
-def _extends(previous: Sent, sent: Sent) -> bool:
+def _extends(previous: DrawState, sent: DrawState) -> bool:
     """Whether `sent` keeps `previous`'s fixed fields and starts each draw list with its draws."""
     return (
         type(sent.total_count) is int

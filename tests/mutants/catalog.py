@@ -596,14 +596,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "client-save-snapshot",
         "every request of one save, and what the client remembers of it, is the state as the save began",
         "client/drawstate/appends.py",
-        (
-            Edit(
-                "            list(state.results),\n"
-                "            list(state.prize_results),\n"
-                "            list(state.errors),",
-                "            state.results,\n            state.prize_results,\n            state.errors,",
-            ),
-        ),
+        (Edit("self._sent = state.copy() if", "self._sent = state if"),),
         (
             APPENDS
             + "test_a_state_changed_while_its_save_is_under_way_is_saved_as_it_was_when_the_save_began",
