@@ -99,10 +99,8 @@ class Save:
             )
         try:
             return check_append(append, self.ctx.config.limits, previous), append
-        except StateTooLarge as exc:
-            raise errors.invalid(str(exc)) from exc
-        except InvalidState as exc:
-            raise errors.corrupted(str(exc), source="request") from exc
+        except (StateTooLarge, InvalidState) as exc:
+            raise refused_state(exc) from exc
 
     def start(self, request: Request, deadline: float, respond: Respond) -> None:
         """The hot path: `respond` gets the reply fields or the RequestError, exactly once."""
@@ -207,21 +205,24 @@ class Save:
 
 
 def checked_head(state: Mapping[str, Any], limits: Limits) -> bytes:
-    """A state from a client, checked and encoded: draw_state_corrupted, or invalid_request past the cap."""
+    """A state from a client, checked and encoded (refused_state's errors)."""
     try:
         check_state(state, limits)
         return encode_head(state, limits)
-    except StateTooLarge as exc:
-        raise errors.invalid(str(exc)) from exc
-    except InvalidState as exc:
-        raise errors.corrupted(str(exc), source="request") from exc
+    except (StateTooLarge, InvalidState) as exc:
+        raise refused_state(exc) from exc
 
 
 def checked_save(state: Mapping[str, Any], limits: Limits, previous: Accepted | None) -> CheckedSave:
     """checked_head for a save: by what it appends to `previous` when it can (the same answers)."""
     try:
         return check_save(state, limits, previous)
-    except StateTooLarge as exc:
-        raise errors.invalid(str(exc)) from exc
-    except InvalidState as exc:
-        raise errors.corrupted(str(exc), source="request") from exc
+    except (StateTooLarge, InvalidState) as exc:
+        raise refused_state(exc) from exc
+
+
+def refused_state(exc: StateTooLarge | InvalidState) -> errors.RequestError:
+    """Why a client's state is refused: invalid_request past the size cap, else draw_state_corrupted."""
+    if isinstance(exc, StateTooLarge):
+        return errors.invalid(str(exc))
+    return errors.corrupted(str(exc), source="request")
