@@ -72,9 +72,14 @@ def canonical(state: Mapping[str, Any]) -> dict[str, Any]:
 def encode_head(state: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> bytes:
     """The canonical JSON of a valid state minus its closing brace; StateTooLarge past the cap."""
     encoded = orjson.dumps(canonical(state))
-    if len(encoded) > limits.max_state_bytes:
-        raise StateTooLarge(f"state encodes to {len(encoded)} bytes, over the {limits.max_state_bytes} cap")
+    check_size(len(encoded), limits)
     return encoded[:-1]
+
+
+def check_size(encoded_bytes: int, limits: Limits) -> None:
+    """StateTooLarge when a state's canonical JSON is over the size cap."""
+    if encoded_bytes > limits.max_state_bytes:
+        raise StateTooLarge(f"state encodes to {encoded_bytes} bytes, over the {limits.max_state_bytes} cap")
 
 
 def draw_lists(head: bytes, state: Mapping[str, Any]) -> tuple[memoryview, memoryview, memoryview]:

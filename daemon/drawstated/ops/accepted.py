@@ -67,6 +67,7 @@ from drawstate.rules import Recorded, check_appended, check_state, recorded
 from drawstated.codec import (
     DRAW_LISTS,
     StateTooLarge,
+    check_size,
     draw_lists,
     encode_head,
     extend_head,
@@ -225,8 +226,7 @@ def _extended(
 ) -> CheckedSave:
     """The save of `previous` extended by the draws in `news` (`added`: their text), shown valid."""
     head, texts = extend_head(previous.head, previous.lengths, completed, last_update, added)
-    if len(head) + 1 > limits.max_state_bytes:
-        raise StateTooLarge(f"state encodes to {len(head) + 1} bytes, over the {limits.max_state_bytes} cap")
+    check_size(len(head) + 1, limits)  # its closing brace included, as encode_head counts it
     hashes = tuple(
         known if not new else hashlib.sha256(text).digest()
         for known, new, text in zip(previous.hashes, added, texts, strict=True)
