@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import time
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from drawstate import DrawStateError, OperationClosed
+from drawstate import DrawStateError, OperationClosed, ops
+from drawstate.protocol import encode_frame
 from testbed.redis_proc import RedisProcess
 from tests.support.waiting import wait_until
 
@@ -159,3 +163,60 @@ def test_a_version_guarded_rollback_is_never_deferred(own_redis, make_config, st
     assert (caught.value.code, caught.value.retryable) == ("redis_unavailable", True)
     assert daemon.call(lambda: len(daemon.server.cleanup)) == 0  # nothing journaled
     client.close()
+
+
+def _in_flight(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    return families["drawstate_in_flight_requests"].samples[0].value
+
+
+def test_the_reads_of_a_client_that_left_are_stopped_and_its_writes_run_to_their_end(
+    own_redis, make_config, start_daemon, new_state
+):
+    """A client that gives up (its timeout) closes its connection: its reads stop, its writes do not."""
+    daemon = start_daemon(make_config(redis_url=own_redis.url, metrics_port=0))
+    port = daemon.server.metrics.bound_port
+    saved = new_state(completed_count=1, results=[7])
+    finished = new_state(lock_key="player:2002", total=1, completed_count=1, results=[3])
+    with daemon.client() as client:
+        assert client.save(saved).version == 1
+        assert client.save(finished).version == 1
+    later = saved.copy()
+    later.completed_count, later.results = 2, [7, 8]
+    writes = [
+        ops.save(later, expect_version=1, ttl_s=None, token=None, durability=None),
+        ops.complete(finished.lock_key, finished.operation_id),
+    ]
+    reads = [ops.load(saved.lock_key, saved.operation_id), ops.pending(saved.lock_key, None, None, None)]
+    # Within the connection's byte budget (each read reserves room for its reply): past it, the
+    # daemon would read nothing more from the socket, not even the end of the stream.
+    frames = [
+        encode_frame({"id": n, "deadline_ms": 30_000, **request})
+        for n, request in enumerate([*writes, *reads])
+    ]
+    own_redis.pause()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:
+            gone.connect(str(daemon.config.socket_path))
+            gone.sendall(b"".join(frames))
+            wait_until(lambda: _in_flight(port) == len(frames))  # all waiting on the stopped Redis
+        # Hung up: with Redis still stopped, the writes are left, waiting to be applied.
+        wait_until(lambda: _in_flight(port) == len(writes))
+        assert _in_flight(port) == len(writes)
+    finally:
+        own_redis.resume()
+    wait_until(lambda: _in_flight(port) == 0)
+    with daemon.client() as client:
+        found = client.load(saved.lock_key, saved.operation_id)
+        assert found is not None and (found.version, found.results) == (2, [7, 8])  # the save reached Redis
+        assert client.load(finished.lock_key, finished.operation_id) is None  # the complete did
+        ended = [
+            event for event in client.audit(newest=True).items if event.operation_id == finished.operation_id
+        ]
+        assert [event.event for event in ended] == ["complete"]
+    answered = daemon.call(lambda: dict(daemon.server.stats.requests))
+    assert (answered.get(("save", "ok")), answered.get(("complete", "ok"))) == (3, 1)
+    assert ("pending", "ok") not in answered, answered  # never answered, never counted
+    assert answered.get(("load", "ok")) == 2  # the test's own

@@ -843,6 +843,22 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
         (ONE_DAEMON + "test_second_daemon_on_the_same_socket_with_its_own_data_dir_exits_1_naming_the_pid",),
     ),
+    Mutant(
+        "client-left-write-runs-on",
+        "a write whose client closed its socket still reaches Redis: only reads are stopped",
+        "daemon/drawstated/ops/__init__.py",
+        (
+            Edit(
+                'READ_ONLY_OPS = frozenset({"ping", "load", "pending", "stats", "audit"})',
+                'READ_ONLY_OPS = frozenset({"ping", "load", "pending", "stats", "audit", "complete"})',
+            ),
+        ),
+        (
+            "tests/integration/test_redis_outage.py::"
+            "test_the_reads_of_a_client_that_left_are_stopped_and_its_writes_run_to_their_end",
+        ),
+        topologies="standalone",
+    ),
 )
 
 

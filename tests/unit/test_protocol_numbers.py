@@ -134,3 +134,14 @@ def test_each_number_protocol_md_states_is_the_code_s(stated: Stated) -> None:
         )
     wrong = [value for value in found if abs(value - stated.code) > 1e-9]
     assert not wrong, f"protocol.md gives the {stated.what} as {wrong}, the code says {stated.code}"
+
+
+def test_the_ops_protocol_md_says_are_stopped_when_the_client_leaves_are_the_daemon_s_reads() -> None:
+    from drawstated.ops import READ_ONLY_OPS
+
+    text = " ".join(DOC.read_text().split())
+    match = re.search(r"it stops the reads among them: (.+?)\. Nobody is left", text)
+    assert match, "protocol.md no longer says which ops are stopped when the client leaves"
+    named = set(re.findall(r"`(\w+)`", match.group(1)))
+    reads = READ_ONLY_OPS
+    assert named == reads, f"protocol.md names {sorted(named)}, the daemon stops {sorted(reads)}"

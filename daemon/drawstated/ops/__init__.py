@@ -3,9 +3,12 @@
 An op is built once per daemon with the OpContext (context.py) and comes in one of two shapes: a
 FastOp answers from the Redis reply's callback, with no task (save, the hot path); a coroutine op
 is awaited in a task (everything else). `OpTable.fast` and `OpTable.coroutines` hold each shape;
-every name in protocol.OPS is in exactly one of them. To add an op: write ops/<name>.py with a
-class taking the OpContext, add it here, add its name to protocol.OPS and its fields to
-docs/protocol.md (docs/architecture.md walks through it).
+every name in protocol.OPS is in exactly one of them. `OpTable.reads` names the coroutine ops that
+only read: the connection stops them when their client leaves, since nobody is left to read their
+reply (every other op runs to its end: it may have changed Redis).
+
+To add an op: write ops/<name>.py with a class taking the OpContext, add it here, add its name to
+protocol.OPS and its fields to docs/protocol.md (docs/architecture.md walks through it).
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from drawstated.ops.rollback import Rollback
 from drawstated.ops.save import Save
 from drawstated.ops.stats import StatsOp
 
+#: The ops that change nothing anywhere (not `outcomes`: its read delivers events to a consumer),
+#: so a request of one may be cancelled at any await. docs/protocol.md §5 names them.
+READ_ONLY_OPS = frozenset({"ping", "load", "pending", "stats", "audit"})
+
 
 @dataclass(frozen=True)
 class OpTable:
@@ -31,6 +38,8 @@ class OpTable:
 
     fast: dict[str, FastOp] = field(default_factory=dict)
     coroutines: dict[str, CoroutineOp] = field(default_factory=dict)
+    #: Coroutine ops stopped when their client leaves (READ_ONLY_OPS).
+    reads: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, ctx: OpContext) -> OpTable:
@@ -47,7 +56,9 @@ class OpTable:
                 "outcomes": Outcomes(ctx),
                 "ack": Ack(ctx),
             },
+            reads=READ_ONLY_OPS,
         )
         served = sorted([*table.fast, *table.coroutines])
         assert served == sorted(protocol.OPS) and not table.fast.keys() & table.coroutines.keys(), served
+        assert table.reads <= table.coroutines.keys(), table.reads
         return table

@@ -9,6 +9,11 @@ until there is room again.
 
 Dispatch: a fast op (save) is started from here and answers from its Redis reply's callback; any
 other op runs in a task of its own (ops/__init__.py says which is which).
+
+When the client leaves (its socket closed, not half-closed), the tasks of its reads are
+cancelled. Clients that time out close their connection and send again on a new one, a crowd of
+them after a Redis stall: without this, the daemon would first read and decode states for
+replies nobody takes. Writes run to their end.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import select
 import socket
 import struct
 import time
@@ -54,6 +60,8 @@ class Connection(asyncio.Protocol):
         self.budget_paused = False
         #: The client half-closed: it sends nothing more but still reads its replies.
         self.eof = False
+        #: Tasks of this connection's reads in flight (OpTable.reads): cancelled if the client leaves.
+        self.reads: set[asyncio.Task[None]] = set()
         self.loop = asyncio.get_running_loop()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -90,6 +98,7 @@ class Connection(asyncio.Protocol):
         self.count_replies()
         self.state.holding_replies.discard(self)
         self.state.budget.forget(self)
+        self._stop_reads()
 
     def _peer_ids(self) -> tuple[int | None, int | None]:
         """The peer's (uid, gid) from SO_PEERCRED: who the kernel says connected, not who claims to."""
@@ -142,8 +151,27 @@ class Connection(asyncio.Protocol):
         if self.partial_timer is not None:
             self.partial_timer.cancel()
             self.partial_timer = None
+        if self._peer_closed():
+            self._stop_reads()
         self._close_if_answered()
         return True
+
+    def _peer_closed(self) -> bool:
+        """The client closed its socket, not just its sending half: no reply can reach it.
+
+        An EOF alone does not say which. On a unix socket whose peer is gone, poll() reports
+        POLLHUP; after a half-close it does not. Where that is not so, the reads run to their end.
+        """
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLOUT)
+        return any(events & select.POLLHUP for _, events in poller.poll(0))
+
+    def _stop_reads(self) -> None:
+        for task in self.reads:
+            task.cancel()  # gives its share of the budget back (_serve)
 
     def _close_if_answered(self) -> None:
         """After the client's EOF: close once nothing is in flight and no whole frame waits."""
@@ -247,6 +275,9 @@ class Connection(asyncio.Protocol):
         task = self.loop.create_task(self._serve(coroutine, request_id, str(op), request, deadline, cost))
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
+        if op in ops.reads:
+            self.reads.add(task)
+            task.add_done_callback(self.reads.discard)
 
     def _answer_bad(self, request_id: int | None, message: str) -> None:
         self.state.stats.record("invalid", protocol.INVALID_REQUEST, 0.0)
@@ -268,6 +299,9 @@ class Connection(asyncio.Protocol):
         try:
             # Every Redis call inside is bounded by `deadline` (Commands.run), so no timer here.
             result = await serve(request, deadline)
+        except asyncio.CancelledError:
+            self._finished(cost)  # unanswered: its client left (connection_lost), or shutdown
+            raise
         except errors.RequestError as exc:
             result = exc
         except Exception as exc:
