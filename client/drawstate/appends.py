@@ -12,9 +12,9 @@ forgot the state, or another save came between), and the client sends the whole 
 same call. Redis stores the same state and answers the same either way (protocol.md §7.2).
 
 Only DrawState objects passed to Client.save and AsyncClient.save are sent this way (MultiDraw
-and AsyncMultiDraw pass each save as a dict): their prizes and failed draws are frozen, so the
-lists sent can be kept by reference and compared in C, element by element, by identity first. A
-dict state is sent whole every time, as its prizes are dicts a caller may change in place. So is a
+and AsyncMultiDraw pass theirs): their prizes and failed draws are frozen, so the lists sent can
+be kept by reference and compared in C, element by element, by identity first. A dict state is
+sent whole every time, as its prizes are dicts a caller may change in place. So is a
 small state (fewer than `MIN_ITEMS_TO_APPEND` items): sending it whole costs no more than
 remembering and comparing it would (docs/benchmarks.md, "Saves that send only what they add").
 """

@@ -274,7 +274,7 @@ class MultiDraw(SessionCore):
                 self.retry,
                 f"operation {self.operation_id}",
                 lambda: self.client.save(
-                    plan.data,
+                    plan.state,
                     expect_version=plan.expect_version,
                     ttl_s=self.ttl_s,
                     token=plan.token,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from dataclasses import dataclass, replace
+from typing import Literal, TypeAlias
 
 from drawstate.errors import DrawStateError, OperationClosed, OutcomeUnknown, VersionConflict
 from drawstate.limits import MAX_ERROR_MESSAGE_CHARS, MAX_REASON_CHARS
@@ -29,9 +29,13 @@ ON_ERROR_POLICIES: tuple[OnError, ...] = ("keep", "rollback")
 
 @dataclass(frozen=True, slots=True)
 class PlannedSave:
-    """One save to send, and to resend unchanged: the state's wire form, its token, the version expected."""
+    """One save to send, and to resend unchanged: the state, its token, the version expected.
 
-    data: dict[str, Any]
+    `state` is the session's candidate, a DrawState nothing else holds: passed to Client.save as
+    is, a long operation's saves are sent as appends (appends.py), as a caller's own would be.
+    """
+
+    state: DrawState
     token: str
     expect_version: int
 
@@ -211,18 +215,16 @@ class SessionCore:
     def plan_save(self, candidate: DrawState, expect_version: int | None = None) -> PlannedSave:
         """The save of `candidate`: the failed save again (same token) if it holds the same draws."""
         expect = self._state.version if expect_version is None else expect_version
-        data = candidate.to_dict()
-        del data["version"]
         if self._unsaved is not None:
             previous = self._unsaved
-            if {**previous.data, "last_update_time": 0} == {**data, "last_update_time": 0}:
-                return PlannedSave(previous.data, previous.token, expect)
-        return PlannedSave(data, new_token(), expect)
+            if replace(previous.state, last_update_time=0) == replace(candidate, last_update_time=0):
+                return PlannedSave(previous.state, previous.token, expect)
+        return PlannedSave(candidate, new_token(), expect)
 
     def saved(self, candidate: DrawState, plan: PlannedSave, version: int) -> None:
         self._unsaved = None
         candidate.version = version
-        candidate.last_update_time = plan.data["last_update_time"]  # differs when a failed save was resent
+        candidate.last_update_time = plan.state.last_update_time  # differs when a failed save was resent
         self._state = candidate
 
     def save_failed(self, plan: PlannedSave, exc: DrawStateError) -> None:

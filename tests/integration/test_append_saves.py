@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from drawstate import Client, DrawState, OperationClosed, Prize, StaleState, ops
-from drawstate.aio import AsyncClient
+from drawstate import Client, DrawState, MultiDraw, OperationClosed, Prize, StaleState, ops
+from drawstate.aio import AsyncClient, AsyncMultiDraw
 from drawstate.appends import MIN_ITEMS_TO_APPEND, items
 from drawstate.connection import Connection
 from drawstate.limits import MAX_FRAME_BYTES
@@ -292,6 +292,45 @@ def test_a_small_state_is_always_sent_whole_without_asking_for_a_base(
     assert sent == ["state"] * (2 * len(requests))  # each plan made above, and each save's own
     assert not any("want_base" in plan.request for plan in requests)
     assert client.load(LOCK, small.operation_id) == DrawState(**{**_fields(small), "version": len(requests)})
+
+
+#: Draws of the multi-draws below: well past the state MIN_ITEMS_TO_APPEND makes appendable.
+LONG_PULL = 60
+
+
+def _prize(n: int) -> Prize:
+    return Prize(f"p{n}", "Gem", 0.125, n)
+
+
+def _sent_by_a_long_pull() -> list[str]:
+    """What a LONG_PULL-draw multi-draw of prizes sends: whole until it weighs enough, then appends."""
+    whole = -(-MIN_ITEMS_TO_APPEND // 5)  # prizes it takes (5 items each) for the first base
+    return ["state"] * (1 + whole) + ["append"] * (LONG_PULL - whole)
+
+
+def test_a_long_multidraw_sends_only_the_draws_it_adds(client: Client, sent: list[str]) -> None:
+    draw = MultiDraw.start(client, LOCK, LONG_PULL, metadata={"user_id": "1001"})
+    for n in range(1, LONG_PULL + 1):
+        assert draw.record(_prize(n)) == n
+    assert sent == _sent_by_a_long_pull()
+    loaded = client.load(LOCK, draw.operation_id)
+    assert loaded == draw.state and loaded.prize_results == [_prize(n) for n in range(1, LONG_PULL + 1)]
+    assert draw.complete()
+
+
+def test_a_long_asyncio_multidraw_sends_only_the_draws_it_adds(daemon: DaemonThread, sent: list[str]) -> None:
+    async def scenario() -> DrawState | None:
+        async with AsyncClient(str(daemon.config.socket_path), timeout=5.0) as client:
+            draw = await AsyncMultiDraw.start(client, LOCK, LONG_PULL, metadata={"user_id": "1001"})
+            for n in range(1, LONG_PULL + 1):
+                assert await draw.record(_prize(n)) == n
+            loaded = await client.load(LOCK, draw.operation_id)
+            assert loaded == draw.state
+            return loaded
+
+    loaded = asyncio.run(scenario())
+    assert sent == _sent_by_a_long_pull()
+    assert loaded is not None and loaded.prize_results == [_prize(n) for n in range(1, LONG_PULL + 1)]
 
 
 #: Steps of the randomized run, and its seed (printed, so a failure can be replayed).

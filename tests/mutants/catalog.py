@@ -687,8 +687,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "client/drawstate/session.py",
         (
             Edit(
-                "return PlannedSave(previous.data, previous.token, expect)",
-                "return PlannedSave(previous.data, new_token(), expect)",
+                "return PlannedSave(previous.state, previous.token, expect)",
+                "return PlannedSave(previous.state, new_token(), expect)",
             ),
         ),
         (

@@ -195,7 +195,7 @@ class AsyncMultiDraw(SessionCore):
                 self.retry,
                 f"operation {self.operation_id}",
                 lambda: self.client.save(
-                    plan.data,
+                    plan.state,
                     expect_version=plan.expect_version,
                     ttl_s=self.ttl_s,
                     token=plan.token,
