@@ -17,6 +17,7 @@ being written):
                                                     of `draws` draws, keyed by op; by "stream": it
                                                     asked with refund_by "stream" (never final)
     {"k": "complete", "op"}
+    {"k": "append",   "op"}                         a save of op went as an append (`--append-from`)
 
 They follow docs/recovery.md's rules: grant only after `record` returned; on resume and on a
 final rollback, grant again (idempotently) every result in the state; refund only on `final`;
@@ -48,6 +49,7 @@ from drawstate import (
     OperationClosed,
     OutcomeUnknown,
     VersionConflict,
+    ops,
 )
 from drawstate.multidraw import DrawResult
 from drawstate.refund import Refund
@@ -313,6 +315,22 @@ def resolve(client: Client, ledger: Ledger, directory: Path) -> int:
     return unresolved
 
 
+def send_appends(client: Client, ledger: Ledger, min_items: int) -> None:
+    """Have this client's multi-draws, small as they are, send each save after the first as an append.
+
+    The threshold is the client's private one (appends.py): a pull of a few draws stays far below
+    the default, and the chaos is then played with appends, base_unknown and their fallbacks too.
+    """
+    client._bases.min_items = min_items
+    save_append = ops.save_append
+
+    def counted(append: dict[str, Any], **fields: Any) -> ops.Request:
+        ledger.write(k="append", op=append["operation_id"])
+        return save_append(append, **fields)
+
+    ops.save_append = counted  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("role", choices=("game", "recovery", "resolve"))
@@ -321,10 +339,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--older-than", type=int, default=2)
     parser.add_argument("--rollback-share", type=float, default=0.5)
+    parser.add_argument("--append-from", type=int, help="send saves of states this many items up as appends")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     ledger = Ledger(args.ledger, args.name)
     with Client(timeout=CALL_TIMEOUT_S) as client:  # the socket from DRAWSTATE_SOCKET
+        if args.append_from is not None:
+            send_appends(client, ledger, args.append_from)
         if args.role == "game":
             game(client, ledger, args.name, rng)
         elif args.role == "recovery":

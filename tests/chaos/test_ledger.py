@@ -2,10 +2,11 @@
 
 Two hosts share one redis-server: host A's daemon reaches it through a proxy the test cuts and
 restores, host B's directly. Game processes on both hosts run multi-draws (tests/chaos/
-ledger_actors.py) and are SIGKILLed at random; a recovery worker on each host resumes or rolls
-back what they abandon; both daemons are SIGKILLed and restarted; short TTLs let operations
-expire; the refund worker of examples/refund_worker.py settles what the outcome stream owes:
-it grants the recorded draws no game granted and refunds the rest. Every process grants through
+ledger_actors.py; one per host sends its saves as appends) and are SIGKILLed at random; a
+recovery worker on each host resumes or rolls back what they abandon; both daemons are
+SIGKILLed and restarted; short TTLs let operations expire; the refund worker of
+examples/refund_worker.py settles what the outcome stream owes: it grants the recorded draws no
+game granted and refunds the rest. Every process grants through
 one backend database (the worker's grants table, keyed by operation id and draw index) and
 writes what it granted and refunded. Before the chaos, a scenario phase (ledger_scenarios.py)
 forces each money path a seed could miss. When the chaos stops, whatever is left is settled
@@ -124,6 +125,11 @@ class Chaos:
                 cwd=REPO, env=self.env(host), stdout=log, stderr=log,
             )  # fmt: skip
 
+    def game(self, host: Host, name: str) -> subprocess.Popen[bytes]:
+        """A game process; the first of each host sends its saves after the first as appends."""
+        appends = ("--append-from", "1") if name.endswith("0") else ()
+        return self.actor(host, "game", name, *appends)
+
     def start(self) -> None:
         """The daemons and the refund worker, the forced scenarios, then the game processes."""
         open_backend(self.ledger).close()  # the shared database, in WAL mode before anyone writes
@@ -137,7 +143,7 @@ class Chaos:
         for host in self.hosts:
             for i in range(GAMES_PER_HOST):
                 name = f"game-{host.name}{i}"
-                host.games[name] = self.actor(host, "game", name)
+                host.games[name] = self.game(host, name)
             host.recovery = self.actor(host, "recovery", f"recovery-{host.name}", "--older-than", "3")
 
     def start_refund_worker(self) -> None:
@@ -158,7 +164,7 @@ class Chaos:
             host.games[name].kill()
             host.games[name].wait()
             self.counts["game processes killed"] += 1
-            host.games[name] = self.actor(host, "game", name)
+            host.games[name] = self.game(host, name)
         elif roll < 0.7:
             self.proxy.cut()  # host A loses Redis; host B keeps it
             self.counts["host A cut off from Redis"] += 1
@@ -326,6 +332,7 @@ def _run(chaos: Chaos, seconds: float, chaos_report: dict[str, Any]) -> None:
     assert not verdict.violations, "\n".join(verdict.violations[:50])
     never = [name for name in MONEY_PATHS if not verdict.counts[name]]
     assert not never, f"money paths this run never took: {never}"
+    assert verdict.counts["ledger append"] > 0, "no game sent a save as an append"
 
 
 @pytest.mark.timeout(300)
