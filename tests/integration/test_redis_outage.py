@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from drawstate import DrawStateError, OperationClosed, ops
 from drawstate.protocol import encode_frame
+from drawstated.server.flow import reply_reserves
 from testbed.redis_proc import RedisProcess
 from tests.support.waiting import wait_until
 
@@ -204,10 +205,10 @@ def test_the_reads_of_a_client_that_left_are_stopped_and_its_writes_run_to_their
             wait_until(lambda: _in_flight(port) == len(frames))  # all waiting on the stopped Redis
         # Hung up: with Redis still stopped, the writes are left, waiting to be applied.
         wait_until(lambda: _in_flight(port) == len(writes))
-        assert _in_flight(port) == len(writes)
     finally:
         own_redis.resume()
     wait_until(lambda: _in_flight(port) == 0)
+    assert daemon.call(lambda: daemon.server.state.budget.held) == 0
     with daemon.client() as client:
         found = client.load(saved.lock_key, saved.operation_id)
         assert found is not None and (found.version, found.results) == (2, [7, 8])  # the save reached Redis
@@ -220,3 +221,50 @@ def test_the_reads_of_a_client_that_left_are_stopped_and_its_writes_run_to_their
     assert (answered.get(("save", "ok")), answered.get(("complete", "ok"))) == (3, 1)
     assert ("pending", "ok") not in answered, answered  # never answered, never counted
     assert answered.get(("load", "ok")) == 2  # the test's own
+
+
+def test_a_crowd_that_gave_up_while_the_byte_budget_was_spent_leaves_none_of_it_held(
+    own_redis, make_config, start_daemon
+):
+    """Reads stopped before they ever ran still give back their in-flight slot and their bytes.
+
+    Redis stalls; reads waiting on it spend the daemon's whole byte budget, so it reads nothing
+    more. A crowd of clients each send a read and give up. When the budget frees, each waiting
+    connection's frame is started and its EOF seen in one loop iteration: the read is stopped
+    before its first step. Were that to leak, the budget would stay spent and no one be served.
+    """
+    pending_reserve = reply_reserves(make_config())["pending"]
+    daemon = start_daemon(make_config(redis_url=own_redis.url, max_inflight_bytes=2 * pending_reserve))
+    state = daemon.server.state
+
+    def held() -> tuple[int, int]:
+        return daemon.call(lambda: (state.stats.in_flight, state.budget.held))
+
+    def frame(request_id: int, lock_key: str, deadline_ms: int) -> bytes:
+        return encode_frame(
+            {"id": request_id, "deadline_ms": deadline_ms, **ops.pending(lock_key, None, None, None)}
+        )
+
+    crowd: list[socket.socket] = []
+    own_redis.pause()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as holder:
+            holder.connect(str(daemon.config.socket_path))
+            holder.sendall(frame(1, "stall:1", 1_000) + frame(2, "stall:2", 1_000))  # the budget, spent
+            wait_until(lambda: held()[1] >= 2 * pending_reserve)
+            for n in range(10):
+                client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                client.connect(str(daemon.config.socket_path))
+                client.sendall(frame(1, f"crowd:{n}", 20_000))
+                crowd.append(client)
+            for client in crowd:
+                client.close()  # given up
+            # The holder's reads end at their deadline: the budget frees and the crowd is let in.
+            wait_until(lambda: held() == (0, 0), timeout=15)
+    finally:
+        for client in crowd:
+            client.close()
+        own_redis.resume()
+    with daemon.client() as client:
+        assert [client.load(f"crowd:{n}") for n in range(4)] == [None] * 4
+    assert held() == (0, 0)

@@ -859,6 +859,19 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
         topologies="standalone",
     ),
+    Mutant(
+        "client-left-read-frees-its-share",
+        "a read stopped because its client left gives back its in-flight slot and its bytes",
+        "daemon/drawstated/server/connection.py",
+        (Edit("        if task.cancelled():\n            self._finished(cost)\n", "        pass\n"),),
+        (
+            "tests/integration/test_redis_outage.py::"
+            "test_a_crowd_that_gave_up_while_the_byte_budget_was_spent_leaves_none_of_it_held",
+            "tests/integration/test_redis_outage.py::"
+            "test_the_reads_of_a_client_that_left_are_stopped_and_its_writes_run_to_their_end",
+        ),
+        topologies="standalone",
+    ),
 )
 
 

@@ -27,8 +27,10 @@ from drawstated.ops.rollback import Rollback
 from drawstated.ops.save import Save
 from drawstated.ops.stats import StatsOp
 
-#: The ops that change nothing anywhere (not `outcomes`: its read delivers events to a consumer),
-#: so a request of one may be cancelled at any await. docs/protocol.md §5 names them.
+#: The ops that change nothing a caller depends on, so a request of one may be cancelled at any
+#: await. At most they drop index entries of states already gone (inside a script on one server;
+#: on Cluster an idempotent clean-up) or reload the scripts. Not `outcomes`: its read delivers
+#: events to a consumer. docs/protocol.md §5 names them.
 READ_ONLY_OPS = frozenset({"ping", "load", "pending", "stats", "audit"})
 
 

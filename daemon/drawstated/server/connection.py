@@ -171,7 +171,7 @@ class Connection(asyncio.Protocol):
 
     def _stop_reads(self) -> None:
         for task in self.reads:
-            task.cancel()  # gives its share of the budget back (_serve)
+            task.cancel()  # gives its share of the budget back (_read_done)
 
     def _close_if_answered(self) -> None:
         """After the client's EOF: close once nothing is in flight and no whole frame waits."""
@@ -277,7 +277,18 @@ class Connection(asyncio.Protocol):
         task.add_done_callback(self.state.tasks.discard)
         if op in ops.reads:
             self.reads.add(task)
-            task.add_done_callback(self.reads.discard)
+            task.add_done_callback(functools.partial(self._read_done, cost))
+
+    def _read_done(self, cost: int, task: asyncio.Task[None]) -> None:
+        """A read's task ended; if cancelled (its client left), free what _serve would have freed.
+
+        Here, not in _serve: a task cancelled before its first step never enters _serve. That
+        happens when a paused connection is let in again, its buffered frames are started, and
+        its EOF is read in the same loop iteration.
+        """
+        self.reads.discard(task)
+        if task.cancelled():
+            self._finished(cost)
 
     def _answer_bad(self, request_id: int | None, message: str) -> None:
         self.state.stats.record("invalid", protocol.INVALID_REQUEST, 0.0)
@@ -299,9 +310,6 @@ class Connection(asyncio.Protocol):
         try:
             # Every Redis call inside is bounded by `deadline` (Commands.run), so no timer here.
             result = await serve(request, deadline)
-        except asyncio.CancelledError:
-            self._finished(cost)  # unanswered: its client left (connection_lost), or shutdown
-            raise
         except errors.RequestError as exc:
             result = exc
         except Exception as exc:
