@@ -40,6 +40,11 @@ class PlannedSave:
     expect_version: int
 
 
+def _same_draws(a: DrawState, b: DrawState) -> bool:
+    """Whether two states send the same save but for its time (the version is not sent)."""
+    return replace(a, last_update_time=0, version=0) == replace(b, last_update_time=0, version=0)
+
+
 def new_state(
     lock_key: str, total_count: int, metadata: Mapping[str, str] | None, operation_id: str | None
 ) -> DrawState:
@@ -217,7 +222,7 @@ class SessionCore:
         expect = self._state.version if expect_version is None else expect_version
         if self._unsaved is not None:
             previous = self._unsaved
-            if replace(previous.state, last_update_time=0) == replace(candidate, last_update_time=0):
+            if _same_draws(previous.state, candidate):
                 return PlannedSave(previous.state, previous.token, expect)
         return PlannedSave(candidate, new_token(), expect)
 
