@@ -284,4 +284,7 @@ class MultiDraw(SessionCore):
         except DrawStateError as exc:
             self.save_failed(plan, exc)
             raise
-        self.saved(candidate, plan, result.version)
+        except BaseException:
+            self.save_interrupted(plan)
+            raise
+        self.saved(plan, result.version)

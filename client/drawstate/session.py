@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Literal, TypeAlias
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
 
 from drawstate.errors import DrawStateError, OperationClosed, OutcomeUnknown, VersionConflict
 from drawstate.limits import MAX_ERROR_MESSAGE_CHARS, MAX_REASON_CHARS
 from drawstate.model import DrawError, DrawState, Prize, new_operation_id
-from drawstate.ops import new_token
+from drawstate.ops import new_token, state_map
 from drawstate.refund import Refund
 from drawstate.resend import Retry, maybe_applied, session_retry
 from drawstate.results import Durability, RollbackResult
@@ -41,8 +41,20 @@ class PlannedSave:
 
 
 def _same_draws(a: DrawState, b: DrawState) -> bool:
-    """Whether two states send the same save but for its time (the version is not sent)."""
-    return replace(a, last_update_time=0, version=0) == replace(b, last_update_time=0, version=0)
+    """Whether two states send the same save but for its times: the same draws, recorded again.
+
+    Compared as sent (the version is not), so a Prize subclass matches an equal Prize. A failed
+    draw recorded again matches by index and message: its timestamp is taken anew each time.
+    """
+    return _sent_without_times(a) == _sent_without_times(b)
+
+
+def _sent_without_times(state: DrawState) -> dict[str, Any]:
+    data = state_map(state)
+    data["last_update_time"] = 0
+    if "errors" in data:
+        data["errors"] = [{**error, "timestamp": 0} for error in data["errors"]]
+    return data
 
 
 def new_state(
@@ -226,17 +238,21 @@ class SessionCore:
                 return PlannedSave(previous.state, previous.token, expect)
         return PlannedSave(candidate, new_token(), expect)
 
-    def saved(self, candidate: DrawState, plan: PlannedSave, version: int) -> None:
+    def saved(self, plan: PlannedSave, version: int) -> None:
+        """The plan's state is what Redis holds now (a resent plan's, not the new candidate)."""
         self._unsaved = None
-        candidate.version = version
-        candidate.last_update_time = plan.state.last_update_time  # differs when a failed save was resent
-        self._state = candidate
+        plan.state.version = version
+        self._state = plan.state
 
     def save_failed(self, plan: PlannedSave, exc: DrawStateError) -> None:
         if isinstance(exc, (VersionConflict, OperationClosed)):
             self._lost = exc  # another process owns or closed it: stop here
         # A retryable failure may still have been applied: keep it to resend as is.
         self._unsaved = plan if exc.retryable else None
+
+    def save_interrupted(self, plan: PlannedSave) -> None:
+        """The call was abandoned mid-way (a cancelled task, an interrupt): it may have been applied."""
+        self._unsaved = plan
 
     def check_completable(self, allow_partial: bool) -> bool:
         """True when this session already completed it; raises while draws remain (unless partial)."""

@@ -9,11 +9,17 @@ version it expects is already stale and the operation looks taken over.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
-from drawstate import MultiDraw, OutcomeUnknown, resend
+from drawstate import MultiDraw, OutcomeUnknown, Prize, resend
+from drawstate.aio import AsyncClient, AsyncMultiDraw
+from drawstate.appends import MIN_ITEMS_TO_APPEND, items
+from drawstate.multidraw import DrawResult
 from tests.support.daemon import DaemonThread
 from tests.support.proxy import TcpProxy
 
@@ -105,3 +111,107 @@ def test_a_draw_recorded_again_after_its_lost_save_failed_every_attempt_finishes
         with draw:
             _finish(draw)
     _assert_closed_with_every_draw(proxied, draw)
+
+
+def _lose_a_save_then_record_again(proxied, lock_key: str, first: DrawResult, again: DrawResult) -> MultiDraw:
+    """`first` recorded while its save's reply is lost for good (OutcomeUnknown), then `again`."""
+    daemon, proxy = proxied
+    with daemon.client(timeout=CALL_TIMEOUT_S) as client:
+        draw = MultiDraw.start(client, lock_key, DRAWS, resend_deadline_s=2.5)
+        draw.record(7)
+        proxy.cut_after_next_request(lock_key.encode(), then_cut=True)
+        with pytest.raises(OutcomeUnknown):
+            draw.record(first)  # applied by Redis, but no attempt of the session got an answer
+        proxy.restore()
+        draw.record(again)  # the same draw again: the lost save is resent with its token
+        assert draw.version == 3
+        return draw
+
+
+def test_a_failed_draw_recorded_again_after_its_lost_save_failed_every_attempt_is_not_a_conflict(
+    proxied, retries
+):
+    """Recording the exception again makes a DrawError with a new timestamp: still the same draw."""
+    draw = _lose_a_save_then_record_again(
+        proxied, "lost:error", RuntimeError("rng timeout"), RuntimeError("rng timeout")
+    )
+    assert [(e.draw_index, e.error_message) for e in draw.state.errors] == [(2, "RuntimeError: rng timeout")]
+    daemon, _ = proxied
+    with daemon.client() as client:
+        assert client.load(draw.lock_key, draw.operation_id) == draw.state  # the one Redis holds
+
+
+@dataclass(frozen=True, slots=True)
+class GamePrize(Prize):
+    """A game's own Prize type: it is sent as a Prize is."""
+
+
+def test_a_prize_recorded_again_as_another_prize_type_after_its_lost_save_is_not_a_conflict(proxied, retries):
+    draw = _lose_a_save_then_record_again(
+        proxied, "lost:prize", GamePrize("p1", "Gem", 0.5, 1), Prize("p1", "Gem", 0.5, 1)
+    )
+    daemon, _ = proxied
+    with daemon.client() as client:
+        stored = client.load(draw.lock_key, draw.operation_id)
+    assert stored is not None and stored.prize_results == [Prize("p1", "Gem", 0.5, 1)]
+    assert stored.to_dict() == draw.state.to_dict()  # the session holds what it sent: what Redis holds
+
+
+def test_a_long_pull_s_append_whose_reply_is_lost_is_resent_with_its_token(proxied, retries):
+    """Past the append threshold the lost save was an append; it is resent, never applied twice."""
+    daemon, proxy = proxied
+    total = 60
+    prizes = [Prize(f"p{n}", "Gem", 0.125, n) for n in range(1, total + 1)]
+    with daemon.client(timeout=CALL_TIMEOUT_S) as client:
+        draw = MultiDraw.start(client, "lost:append", total, resend_deadline_s=2.5)
+        for prize in prizes[:40]:
+            draw.record(prize)
+        assert items(draw.state) >= MIN_ITEMS_TO_APPEND  # its saves go as appends by now
+        proxy.cut_after_next_request(b"lost:append", then_cut=True)
+        with pytest.raises(OutcomeUnknown):
+            draw.record(prizes[40])
+        proxy.restore()
+        for prize in prizes[40:]:
+            draw.record(prize)
+        assert draw.version == total + 1  # the start, then one save per draw: none applied twice
+        assert client.load(draw.lock_key, draw.operation_id) == draw.state
+        assert draw.state.prize_results == prizes
+        assert draw.complete()
+
+
+def test_an_asyncio_record_cancelled_mid_save_is_resent_with_its_token(proxied):
+    """The task saving a draw is cancelled after the save left; Redis applies it; the draw again."""
+    daemon, proxy = proxied
+
+    def in_flight() -> int:
+        return daemon.call(lambda: daemon.server.stats.in_flight)  # type: ignore[no-any-return]
+
+    async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await predicate() if asyncio.iscoroutinefunction(predicate) else not predicate():
+            assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+            await asyncio.sleep(0.01)  # polling
+
+    async def scenario() -> AsyncMultiDraw:
+        async with AsyncClient(str(daemon.config.socket_path), timeout=5.0) as client:
+            draw = await AsyncMultiDraw.start(client, "lost:cancel", DRAWS)
+            await draw.record(7)
+            proxy.stall()
+            saving = asyncio.ensure_future(draw.record(14))
+            await until(lambda: in_flight() == 1)  # the save is in the daemon, held at Redis
+            saving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await saving
+            proxy.unstall()
+
+            async def applied() -> bool:
+                stored = await client.load("lost:cancel", draw.operation_id)
+                return stored is not None and stored.version == 3
+
+            await until(applied)
+            assert await draw.record(14) == 2  # resent with its token: a replay, not a conflict
+            assert draw.version == 3
+            return draw
+
+    draw = asyncio.run(scenario())
+    assert draw.state.results == [7, 14]

@@ -699,6 +699,25 @@ MUTANTS: tuple[Mutant, ...] = (
         ),
     ),
     Mutant(
+        "multidraw-token-failed-draw-again",
+        "recording a failed draw again after its save failed resends that save, whatever its timestamp",
+        "client/drawstate/session.py",
+        (Edit('[{**error, "timestamp": 0} for error in data["errors"]]', 'data["errors"]'),),
+        (
+            LOST_REPLY
+            + "test_a_failed_draw_recorded_again_after_its_lost_save_failed_every_attempt_is_not_a_conflict",
+        ),
+        topologies="standalone",
+    ),
+    Mutant(
+        "multidraw-token-cancelled-save",
+        "a save whose task was cancelled mid-way is resent with its token when the draw is recorded again",
+        "client/drawstate/aio/multidraw.py",
+        (Edit("        except BaseException:\n            self.save_interrupted(plan)\n", ""),),
+        (LOST_REPLY + "test_an_asyncio_record_cancelled_mid_save_is_resent_with_its_token",),
+        topologies="standalone",
+    ),
+    Mutant(
         "multidraw-rollback-token",
         "a MultiDraw session rolls back with one token, so a resend gets the same answer",
         "client/drawstate/session.py",

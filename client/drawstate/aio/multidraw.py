@@ -135,7 +135,11 @@ class AsyncMultiDraw(SessionCore):
         return self._state.version
 
     async def record(self, result: DrawResult) -> int:
-        """Save the next draw's outcome; returns its index. Grant it only after this returns."""
+        """Save the next draw's outcome; returns its index. Grant it only after this returns.
+
+        As MultiDraw.record. A record cancelled mid-save (a `wait_for` timeout, a cancelled task)
+        may have been applied: record the same result again, and the same save is resent.
+        """
         candidate, index = self.record_candidate(result)
         await self._save(candidate)
         return index
@@ -205,4 +209,7 @@ class AsyncMultiDraw(SessionCore):
         except DrawStateError as exc:
             self.save_failed(plan, exc)
             raise
-        self.saved(candidate, plan, result.version)
+        except BaseException:
+            self.save_interrupted(plan)
+            raise
+        self.saved(plan, result.version)
