@@ -18,6 +18,7 @@ being written):
                                                     asked with refund_by "stream" (never final)
     {"k": "complete", "op"}
     {"k": "append",   "op"}                         a save of op went as an append (`--append-from`)
+    {"k": "append-then-whole", "op"}                that append was answered base_unknown: sent whole
 
 They follow docs/recovery.md's rules: grant only after `record` returned; on resume and on a
 final rollback, grant again (idempotently) every result in the state; refund only on `final`;
@@ -49,6 +50,7 @@ from drawstate import (
     OperationClosed,
     OutcomeUnknown,
     VersionConflict,
+    appends,
     ops,
 )
 from drawstate.multidraw import DrawResult
@@ -316,19 +318,26 @@ def resolve(client: Client, ledger: Ledger, directory: Path) -> int:
 
 
 def send_appends(client: Client, ledger: Ledger, min_items: int) -> None:
-    """Have this client's multi-draws, small as they are, send each save after the first as an append.
+    """Have this client's multi-draws, small as they are, send their saves as appends.
 
     The threshold is the client's private one (appends.py): a pull of a few draws stays far below
     the default, and the chaos is then played with appends, base_unknown and their fallbacks too.
+    Each append sent is written down, and each answered base_unknown and sent whole again.
     """
     client._bases.min_items = min_items
-    save_append = ops.save_append
+    save_append, whole = ops.save_append, appends.PlannedSave.whole
 
-    def counted(append: dict[str, Any], **fields: Any) -> ops.Request:
+    def counted_append(append: dict[str, Any], **fields: Any) -> ops.Request:
         ledger.write(k="append", op=append["operation_id"])
         return save_append(append, **fields)
 
-    ops.save_append = counted  # type: ignore[assignment]
+    def counted_whole(plan: appends.PlannedSave) -> ops.Request:
+        if hasattr(plan, "request"):  # its first request was made: an append answered base_unknown
+            ledger.write(k="append-then-whole", op=plan.request["append"]["operation_id"])
+        return whole(plan)
+
+    ops.save_append = counted_append
+    appends.PlannedSave.whole = counted_whole  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> int:

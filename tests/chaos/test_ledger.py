@@ -2,13 +2,13 @@
 
 Two hosts share one redis-server: host A's daemon reaches it through a proxy the test cuts and
 restores, host B's directly. Game processes on both hosts run multi-draws (tests/chaos/
-ledger_actors.py; one per host sends its saves as appends) and are SIGKILLed at random; a
-recovery worker on each host resumes or rolls back what they abandon; both daemons are
-SIGKILLed and restarted; short TTLs let operations expire; the refund worker of
+ledger_actors.py) and are SIGKILLed at random; a recovery worker on each host resumes or rolls
+back what they abandon (one game per host and host A's worker send saves as appends); both
+daemons are SIGKILLed and restarted; short TTLs let operations expire; the refund worker of
 examples/refund_worker.py settles what the outcome stream owes: it grants the recorded draws no
-game granted and refunds the rest. Every process grants through
-one backend database (the worker's grants table, keyed by operation id and draw index) and
-writes what it granted and refunded. Before the chaos, a scenario phase (ledger_scenarios.py)
+game granted and refunds the rest. Every process grants through one backend database (the
+worker's grants table, keyed by operation id and draw index) and writes what it granted and
+refunded. Before the chaos, a scenario phase (ledger_scenarios.py)
 forces each money path a seed could miss. When the chaos stops, whatever is left is settled
 (open rollbacks resent with their stored token, live operations rolled back), and the ledger is
 checked against the four invariants of docs/recovery.md for every operation (ledger_check.py):
@@ -64,6 +64,9 @@ DAEMON_ARGS = (
     "--ttl",
     "600",
 )
+#: Actor options that have its client send each save of an operation it holds a base for as an
+#: append: from an operation's second draw on, pulls of a few draws being far below the threshold.
+APPENDS = ("--append-from", "1")
 #: How long everything settles after the chaos stops, at most.
 SETTLE_S = 60.0
 
@@ -126,9 +129,13 @@ class Chaos:
             )  # fmt: skip
 
     def game(self, host: Host, name: str) -> subprocess.Popen[bytes]:
-        """A game process; the first of each host sends its saves after the first as appends."""
-        appends = ("--append-from", "1") if name.endswith("0") else ()
-        return self.actor(host, "game", name, *appends)
+        """A game process; the first of each host sends its saves as appends (APPENDS)."""
+        return self.actor(host, "game", name, *(APPENDS if name == f"game-{host.name}0" else ()))
+
+    def recovery(self, host: Host) -> subprocess.Popen[bytes]:
+        """The host's recovery worker; host A's sends the saves of what it resumes as appends."""
+        appends = APPENDS if host is self.hosts[0] else ()
+        return self.actor(host, "recovery", f"recovery-{host.name}", "--older-than", "3", *appends)
 
     def start(self) -> None:
         """The daemons and the refund worker, the forced scenarios, then the game processes."""
@@ -144,7 +151,7 @@ class Chaos:
             for i in range(GAMES_PER_HOST):
                 name = f"game-{host.name}{i}"
                 host.games[name] = self.game(host, name)
-            host.recovery = self.actor(host, "recovery", f"recovery-{host.name}", "--older-than", "3")
+            host.recovery = self.recovery(host)
 
     def start_refund_worker(self) -> None:
         host = self.hosts[1]
@@ -184,7 +191,7 @@ class Chaos:
     def keep_running(self) -> None:
         for host in self.hosts:
             if host.recovery is not None and host.recovery.poll() is not None:
-                host.recovery = self.actor(host, "recovery", f"recovery-{host.name}", "--older-than", "3")
+                host.recovery = self.recovery(host)
         if self.refund_worker is not None and self.refund_worker.poll() is not None:
             self.start_refund_worker()  # it exits when its daemon goes away; start it again
 
@@ -321,7 +328,7 @@ def _run(chaos: Chaos, seconds: float, chaos_report: dict[str, Any]) -> None:
     chaos.stop_actors()
     settle(chaos)
     verdict = verdict_of(chaos)
-    counts = {**chaos.counts, **verdict.counts}
+    counts = {"ledger append-then-whole": 0, **chaos.counts, **verdict.counts}
     chaos_report[f"ledger ({seconds:.0f} s, DRAWSTATE_LEDGER_SEED={chaos.seed})"] = dict(
         sorted(counts.items())
     )
@@ -332,7 +339,7 @@ def _run(chaos: Chaos, seconds: float, chaos_report: dict[str, Any]) -> None:
     assert not verdict.violations, "\n".join(verdict.violations[:50])
     never = [name for name in MONEY_PATHS if not verdict.counts[name]]
     assert not never, f"money paths this run never took: {never}"
-    assert verdict.counts["ledger append"] > 0, "no game sent a save as an append"
+    assert verdict.counts["ledger append"] > 0, "no save was sent as an append"
 
 
 @pytest.mark.timeout(300)
