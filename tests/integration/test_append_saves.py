@@ -326,6 +326,7 @@ def test_a_long_asyncio_multidraw_sends_only_the_draws_it_adds(daemon: DaemonThr
                 assert await draw.record(_prize(n)) == n
             loaded = await client.load(LOCK, draw.operation_id)
             assert loaded == draw.state
+            assert (await draw.complete()).completed_count == LONG_PULL
             return loaded
 
     loaded = asyncio.run(scenario())
