@@ -240,6 +240,8 @@ def test_the_daemon_answers_appends_it_cannot_place_with_clear_codes(
     code, message = error({"append": {**append, "results": [2**60]}})
     assert code == "draw_state_corrupted" and "results" in message
     assert error({"append": {**append, "completed_count": 1}})[0] == "draw_state_corrupted"
+    without_counter = {name: value for name, value in append.items() if name != "last_update_time"}
+    assert error({"append": without_counter})[0] == "draw_state_corrupted"  # as the whole state would be
 
     ok = raw({"op": "save", "token": "t3", "append": append, "want_base": True})
     assert (ok["ok"], ok["version"]) == (True, 2) and ok["base"] != first["base"]
@@ -488,3 +490,26 @@ def test_draw_lists_of_other_sequence_types_are_sent_as_appends_too(client: Clie
     loaded = client.load(LOCK, state.operation_id)
     assert loaded is not None
     assert (loaded.results, loaded.prize_results) == (list(state.results), list(state.prize_results))
+
+
+def test_a_nil_optional_field_counts_as_absent(raw: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """protocol.md §3: `append: nil` beside a state, `state: nil` beside an append, `want_base: nil`."""
+    state = fresh("20260101_000000_append12").to_dict()
+    first = raw({"op": "save", "state": state, "append": None, "want_base": None, "token": "n1"})
+    assert (first["ok"], first["version"], "base" in first) == (True, 1, False)
+    based = raw(
+        {"op": "save", "state": {**state, "completed_count": PREFILLED}, "want_base": True, "token": "n2"}
+    )
+    assert based["ok"] and len(based["base"]) == 64
+    append = {
+        "lock_key": LOCK,
+        "operation_id": state["operation_id"],
+        "base": based["base"],
+        "completed_count": PREFILLED + 1,
+        "last_update_time": state["last_update_time"] + 1,
+        "results": [21],
+    }
+    appended = raw({"op": "save", "append": append, "state": None, "token": "n3"})
+    assert (appended["ok"], appended["version"]) == (True, 3), appended
+    newest = raw({"op": "audit", "newest": None, "limit": 1})
+    assert newest["ok"], newest

@@ -33,9 +33,7 @@ class Audit:
         lock_key = fields.lock_key(request, ctx.limits) if request.get("lock_key") is not None else None
         if cursor is not None and (not stream_id(cursor) or cursor == LAST_STREAM_ID):
             raise errors.invalid("cursor is not one this daemon returned")  # nothing follows the last id
-        newest = request.get("newest", False)
-        if type(newest) is not bool:
-            raise errors.invalid("newest must be true or false")
+        newest = fields.flag(request, "newest")
         if newest and (cursor is not None or since is not None):
             raise errors.invalid("newest reads back from the end: it takes neither cursor nor since")
         wanted = None if lock_key is None else lock_key.encode()

@@ -108,8 +108,10 @@ def state_map(request: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def flag(request: Mapping[str, Any], name: str) -> bool:
-    """An optional boolean field (absent is false)."""
-    value = request.get(name, False)
+    """An optional boolean field (absent or nil is false)."""
+    value = request.get(name)
+    if value is None:
+        return False
     if type(value) is not bool:
         raise errors.invalid(f"{name} must be true or false")
     return value

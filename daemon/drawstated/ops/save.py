@@ -53,7 +53,7 @@ class Save:
         (its digest is the `base` a later save may append to).
         """
         config = self.ctx.config
-        if "append" in request:
+        if request.get("append") is not None:  # nil is absent, as for every optional field
             checked, state = self._appended(request)
         else:
             state = fields.state_map(request)
@@ -88,7 +88,7 @@ class Save:
         base_unknown when this daemon does not hold that state (a restart, an evicted entry, a
         later save of the operation, another daemon's): the client sends the whole state instead.
         """
-        if "state" in request:
+        if request.get("state") is not None:
             raise errors.invalid("a save carries state or append, not both")
         append = fields.append_map(request, self.ctx.config.limits)
         previous = self.accepted.get(append["lock_key"], append["operation_id"])
