@@ -50,6 +50,7 @@ def _same_draws(a: DrawState, b: DrawState) -> bool:
 
 
 def _sent_without_times(state: DrawState) -> dict[str, Any]:
+    """The state as sent, less the times a draw recorded again takes afresh."""
     data = state_map(state)
     data["last_update_time"] = 0
     if "errors" in data:
@@ -98,8 +99,8 @@ class SessionCore:
         self._refund: Refund | None = None
         #: Set when another process took the operation over or closed it.
         self._lost: DrawStateError | None = None
-        #: The last save that failed with a retryable error: resent as is when the same draw is
-        #: recorded again, since it may have been applied after all.
+        #: The last save that failed with a retryable error, or was interrupted: resent as is when
+        #: the same draw is recorded again, since it may have been applied after all.
         self._unsaved: PlannedSave | None = None
         #: This session's one rollback token, made on first use and kept for every resend.
         self._rollback_token: str | None = None

@@ -17,7 +17,7 @@ being written):
                                                     of `draws` draws, keyed by op; by "stream": it
                                                     asked with refund_by "stream" (never final)
     {"k": "complete", "op"}
-    {"k": "append",   "op"}                         a save of op went as an append (`--append-from`)
+    {"k": "append",   "op"}                         a save of op was made as an append (`--append-from`)
     {"k": "append-then-whole", "op"}                that append was answered base_unknown: sent whole
 
 They follow docs/recovery.md's rules: grant only after `record` returned; on resume and on a
@@ -322,7 +322,7 @@ def send_appends(client: Client, ledger: Ledger, min_items: int) -> None:
 
     The threshold is the client's private one (appends.py): a pull of a few draws stays far below
     the default, and the chaos is then played with appends, base_unknown and their fallbacks too.
-    Each append sent is written down, and each answered base_unknown and sent whole again.
+    Each append made is written down, and each answered base_unknown and sent whole again.
     """
     client._bases.min_items = min_items
     save_append, whole = ops.save_append, appends.PlannedSave.whole

@@ -8,12 +8,12 @@ daemons are SIGKILLed and restarted; short TTLs let operations expire; the refun
 examples/refund_worker.py settles what the outcome stream owes: it grants the recorded draws no
 game granted and refunds the rest. Every process grants through one backend database (the
 worker's grants table, keyed by operation id and draw index) and writes what it granted and
-refunded. Before the chaos, a scenario phase (ledger_scenarios.py)
-forces each money path a seed could miss. When the chaos stops, whatever is left is settled
-(open rollbacks resent with their stored token, live operations rolled back), and the ledger is
-checked against the four invariants of docs/recovery.md for every operation (ledger_check.py):
-every result in a final state granted exactly once, refunds covering exactly the rest. The run
-prints how often each money path was taken and fails if one never was.
+refunded. Before the chaos, a scenario phase (ledger_scenarios.py) forces each money path a seed
+could miss. When the chaos stops, whatever is left is settled (open rollbacks resent with their
+stored token, live operations rolled back), and the ledger is checked against the four
+invariants of docs/recovery.md for every operation (ledger_check.py): every result in a final
+state granted exactly once, refunds covering exactly the rest. The run prints how often each
+money path was taken and fails if one never was.
 
 The default run is bounded (DRAWSTATE_LEDGER_SECONDS, 35 s of chaos after about 10 s of
 scenarios); `-m slow` runs ten minutes.
@@ -339,7 +339,7 @@ def _run(chaos: Chaos, seconds: float, chaos_report: dict[str, Any]) -> None:
     assert not verdict.violations, "\n".join(verdict.violations[:50])
     never = [name for name in MONEY_PATHS if not verdict.counts[name]]
     assert not never, f"money paths this run never took: {never}"
-    assert verdict.counts["ledger append"] > 0, "no save was sent as an append"
+    assert verdict.counts["ledger append"] > 0, "no save was made as an append"
 
 
 @pytest.mark.timeout(300)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from drawstate import MultiDraw, OutcomeUnknown, Prize, resend
+from drawstate import Client, MultiDraw, OutcomeUnknown, Prize, ops, resend
 from drawstate.aio import AsyncClient, AsyncMultiDraw
 from drawstate.appends import MIN_ITEMS_TO_APPEND, items
 from drawstate.multidraw import DrawResult
@@ -154,22 +154,33 @@ def test_a_prize_recorded_again_as_another_prize_type_after_its_lost_save_is_not
     with daemon.client() as client:
         stored = client.load(draw.lock_key, draw.operation_id)
     assert stored is not None and stored.prize_results == [Prize("p1", "Gem", 0.5, 1)]
-    assert stored.to_dict() == draw.state.to_dict()  # the session holds what it sent: what Redis holds
+    assert stored.to_dict() == draw.state.to_dict()
+    assert type(draw.state.prize_results[0]) is GamePrize  # the session holds the save it resent
 
 
-def test_a_long_pull_s_append_whose_reply_is_lost_is_resent_with_its_token(proxied, retries):
+def test_a_long_pull_s_append_whose_reply_is_lost_is_resent_with_its_token(proxied, retries, monkeypatch):
     """Past the append threshold the lost save was an append; it is resent, never applied twice."""
     daemon, proxy = proxied
+    appends: list[str] = []
+    save_append = ops.save_append
+
+    def counted(append: dict[str, Any], **fields: Any) -> ops.Request:
+        appends.append(append["operation_id"])
+        return save_append(append, **fields)
+
+    monkeypatch.setattr(ops, "save_append", counted)
     total = 60
     prizes = [Prize(f"p{n}", "Gem", 0.125, n) for n in range(1, total + 1)]
     with daemon.client(timeout=CALL_TIMEOUT_S) as client:
         draw = MultiDraw.start(client, "lost:append", total, resend_deadline_s=2.5)
         for prize in prizes[:40]:
             draw.record(prize)
-        assert items(draw.state) >= MIN_ITEMS_TO_APPEND  # its saves go as appends by now
+        assert items(draw.state) >= MIN_ITEMS_TO_APPEND and appends  # its saves go as appends by now
+        before = len(appends)
         proxy.cut_after_next_request(b"lost:append", then_cut=True)
         with pytest.raises(OutcomeUnknown):
             draw.record(prizes[40])
+        assert len(appends) == before + 1  # the lost save's first request was an append
         proxy.restore()
         for prize in prizes[40:]:
             draw.record(prize)
@@ -215,3 +226,23 @@ def test_an_asyncio_record_cancelled_mid_save_is_resent_with_its_token(proxied):
 
     draw = asyncio.run(scenario())
     assert draw.state.results == [7, 14]
+
+
+def test_a_record_interrupted_after_its_save_left_is_resent_with_its_token(daemon, monkeypatch):
+    """A KeyboardInterrupt once the save reached Redis: the draw recorded again is a replay."""
+    with daemon.client(timeout=CALL_TIMEOUT_S) as client:
+        draw = MultiDraw.start(client, "interrupted:record", DRAWS)
+        draw.record(7)
+        real_save = Client.save
+
+        def save_then_interrupt(self: Client, *args: Any, **kwargs: Any) -> Any:
+            real_save(self, *args, **kwargs)  # applied
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Client, "save", save_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            draw.record(14)
+        monkeypatch.undo()
+        assert draw.record(14) == 2  # resent with its token: a replay, not a conflict
+        assert draw.version == 3
+        assert client.load(draw.lock_key, draw.operation_id) == draw.state

@@ -718,6 +718,14 @@ MUTANTS: tuple[Mutant, ...] = (
         topologies="standalone",
     ),
     Mutant(
+        "multidraw-token-interrupted-save",
+        "a save interrupted after it left is resent with its token when the draw is recorded again",
+        "client/drawstate/multidraw.py",
+        (Edit("        except BaseException:\n            self.save_interrupted(plan)\n", ""),),
+        (LOST_REPLY + "test_a_record_interrupted_after_its_save_left_is_resent_with_its_token",),
+        topologies="standalone",
+    ),
+    Mutant(
         "multidraw-rollback-token",
         "a MultiDraw session rolls back with one token, so a resend gets the same answer",
         "client/drawstate/session.py",

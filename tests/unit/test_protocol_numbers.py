@@ -143,5 +143,6 @@ def test_the_ops_protocol_md_says_are_stopped_when_the_client_leaves_are_the_dae
     match = re.search(r"it stops the reads among them: (.+?)\. Nobody is left", text)
     assert match, "protocol.md no longer says which ops are stopped when the client leaves"
     named = set(re.findall(r"`(\w+)`", match.group(1)))
-    reads = READ_ONLY_OPS
-    assert named == reads, f"protocol.md names {sorted(named)}, the daemon stops {sorted(reads)}"
+    assert named == READ_ONLY_OPS, (
+        f"protocol.md names {sorted(named)}, the daemon stops {sorted(READ_ONLY_OPS)}"
+    )

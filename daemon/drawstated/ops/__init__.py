@@ -7,8 +7,9 @@ every name in protocol.OPS is in exactly one of them. `OpTable.reads` names the 
 only read: the connection stops them when their client leaves, since nobody is left to read their
 reply (every other op runs to its end: it may have changed Redis).
 
-To add an op: write ops/<name>.py with a class taking the OpContext, add it here, add its name to
-protocol.OPS and its fields to docs/protocol.md (docs/architecture.md walks through it).
+To add an op: write ops/<name>.py with a class taking the OpContext, add it here (and to
+READ_ONLY_OPS if it only reads), add its name to protocol.OPS and its fields to docs/protocol.md
+(docs/architecture.md walks through it).
 """
 
 from __future__ import annotations

@@ -58,10 +58,10 @@ class Connection(asyncio.Protocol):
         self.replies_held = 0
         #: Reading is paused until the total budget goes down.
         self.budget_paused = False
-        #: The client half-closed: it sends nothing more but still reads its replies.
+        #: The client sends nothing more (EOF): a half-close, or a close (then its reads are stopped).
         self.eof = False
         #: Tasks of this connection's reads in flight (OpTable.reads): cancelled if the client leaves.
-        self.reads: set[asyncio.Task[None]] = set()
+        self.read_tasks: set[asyncio.Task[None]] = set()
         self.loop = asyncio.get_running_loop()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -141,11 +141,12 @@ class Connection(asyncio.Protocol):
         self._cut_frames()
 
     def eof_received(self) -> bool:
-        """The client half-closed: answer every whole frame it sent, then close.
+        """EOF: after a half-close, answer every whole frame the client sent, then close.
 
         Returning True keeps the transport open for the replies (asyncio would
         otherwise close it at once and drop them). A partial frame can no longer
-        complete; it is dropped when the connection closes.
+        complete; it is dropped when the connection closes. After a close (no reply
+        can reach the client), its reads are stopped; its writes are still finished.
         """
         self.eof = True
         if self.partial_timer is not None:
@@ -170,7 +171,7 @@ class Connection(asyncio.Protocol):
         return any(events & select.POLLHUP for _, events in poller.poll(0))
 
     def _stop_reads(self) -> None:
-        for task in self.reads:
+        for task in self.read_tasks:
             task.cancel()  # gives its share of the budget back (_read_done)
 
     def _close_if_answered(self) -> None:
@@ -276,7 +277,7 @@ class Connection(asyncio.Protocol):
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
         if op in ops.reads:
-            self.reads.add(task)
+            self.read_tasks.add(task)
             task.add_done_callback(functools.partial(self._read_done, cost))
 
     def _read_done(self, cost: int, task: asyncio.Task[None]) -> None:
@@ -286,7 +287,7 @@ class Connection(asyncio.Protocol):
         happens when a paused connection is let in again, its buffered frames are started, and
         its EOF is read in the same loop iteration.
         """
-        self.reads.discard(task)
+        self.read_tasks.discard(task)
         if task.cancelled():
             self._finished(cost)
 
