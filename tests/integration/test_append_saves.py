@@ -94,6 +94,18 @@ def stored_text(rdb: Any, operation_id: str) -> dict[str, Any]:
     return data  # type: ignore[no-any-return]
 
 
+def one_draw_appended(state: dict[str, Any], base: str) -> dict[str, Any]:
+    """The `append` of one more range draw to `state` (a fresh one's dict), saved as `base`."""
+    return {
+        "lock_key": LOCK,
+        "operation_id": state["operation_id"],
+        "base": base,
+        "completed_count": PREFILLED + 1,
+        "last_update_time": state["last_update_time"] + 1,
+        "results": [21],
+    }
+
+
 @pytest.fixture
 def raw(daemon: DaemonThread) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
     """Send one request as it is and return the daemon's reply."""
@@ -213,14 +225,7 @@ def test_the_daemon_answers_appends_it_cannot_place_with_clear_codes(
     state = fresh("20260101_000000_append07").to_dict()
     first = raw({"op": "save", "state": state, "token": "t1", "want_base": True})
     assert first["ok"] and len(first["base"]) == 64
-    append = {
-        "lock_key": LOCK,
-        "operation_id": state["operation_id"],
-        "base": first["base"],
-        "completed_count": PREFILLED + 1,
-        "last_update_time": state["last_update_time"] + 1,
-        "results": [21],
-    }
+    append = one_draw_appended(state, first["base"])
 
     def error(request: dict[str, Any]) -> tuple[str, str]:
         reply = raw({"op": "save", "token": "t2", **request})
@@ -501,14 +506,7 @@ def test_a_nil_optional_field_counts_as_absent(raw: Callable[[dict[str, Any]], d
         {"op": "save", "state": {**state, "completed_count": PREFILLED}, "want_base": True, "token": "n2"}
     )
     assert based["ok"] and len(based["base"]) == 64
-    append = {
-        "lock_key": LOCK,
-        "operation_id": state["operation_id"],
-        "base": based["base"],
-        "completed_count": PREFILLED + 1,
-        "last_update_time": state["last_update_time"] + 1,
-        "results": [21],
-    }
+    append = one_draw_appended(state, based["base"])
     appended = raw({"op": "save", "append": append, "state": None, "token": "n3"})
     assert (appended["ok"], appended["version"]) == (True, 3), appended
     newest = raw({"op": "audit", "newest": None, "limit": 1})
