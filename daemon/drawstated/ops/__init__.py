@@ -3,9 +3,9 @@
 An op is built once per daemon with the OpContext (context.py) and comes in one of two shapes: a
 FastOp answers from the Redis reply's callback, with no task (save, the hot path); a coroutine op
 is awaited in a task (everything else). `OpTable.fast` and `OpTable.coroutines` hold each shape;
-every name in protocol.OPS is in exactly one of them. `OpTable.reads` names the coroutine ops that
-only read: the connection stops them when their client leaves, since nobody is left to read their
-reply (every other op runs to its end: it may have changed Redis).
+every name in protocol.OPS is in exactly one of them. `READ_ONLY_OPS` names the coroutine ops
+that only read: the connection stops them when their client leaves, since nobody is left to read
+their reply (every other op runs to its end: it may have changed Redis).
 
 To add an op: write ops/<name>.py with a class taking the OpContext, add it here (and to
 READ_ONLY_OPS if it only reads), add its name to protocol.OPS and its fields to docs/protocol.md
@@ -41,8 +41,6 @@ class OpTable:
 
     fast: dict[str, FastOp] = field(default_factory=dict)
     coroutines: dict[str, CoroutineOp] = field(default_factory=dict)
-    #: Coroutine ops stopped when their client leaves (READ_ONLY_OPS).
-    reads: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, ctx: OpContext) -> OpTable:
@@ -59,9 +57,8 @@ class OpTable:
                 "outcomes": Outcomes(ctx),
                 "ack": Ack(ctx),
             },
-            reads=READ_ONLY_OPS,
         )
         served = sorted([*table.fast, *table.coroutines])
         assert served == sorted(protocol.OPS) and not table.fast.keys() & table.coroutines.keys(), served
-        assert table.reads <= table.coroutines.keys(), table.reads
+        assert table.coroutines.keys() >= READ_ONLY_OPS, READ_ONLY_OPS
         return table

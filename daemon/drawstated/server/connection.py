@@ -31,6 +31,7 @@ from drawstate import protocol
 from drawstate.limits import INT64_MAX
 from drawstate.protocol import FrameBuffer, FrameError, encode_frame
 from drawstated import errors
+from drawstated.ops import READ_ONLY_OPS
 from drawstated.ops.context import CoroutineOp, Reply
 from drawstated.server.state import ServerState
 
@@ -60,7 +61,7 @@ class Connection(asyncio.Protocol):
         self.budget_paused = False
         #: The client sends nothing more (EOF): a half-close, or a close (then its reads are stopped).
         self.eof = False
-        #: Tasks of this connection's reads in flight (OpTable.reads): cancelled if the client leaves.
+        #: Tasks of this connection's reads in flight (READ_ONLY_OPS): cancelled if the client leaves.
         self.read_tasks: set[asyncio.Task[None]] = set()
         self.loop = asyncio.get_running_loop()
 
@@ -276,7 +277,7 @@ class Connection(asyncio.Protocol):
         task = self.loop.create_task(self._serve(coroutine, request_id, str(op), request, deadline, cost))
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
-        if op in ops.reads:
+        if op in READ_ONLY_OPS:
             self.read_tasks.add(task)
             task.add_done_callback(functools.partial(self._read_done, cost))
 
