@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import socket
 import time
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from drawstate import DrawStateError, OperationClosed, ops
 from drawstate.protocol import encode_frame
@@ -166,19 +164,15 @@ def test_a_version_guarded_rollback_is_never_deferred(own_redis, make_config, st
     client.close()
 
 
-def _in_flight(port: int) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    families = {family.name: family for family in text_string_to_metric_families(text)}
-    return families["drawstate_in_flight_requests"].samples[0].value
-
-
 def test_the_reads_of_a_client_that_left_are_stopped_and_its_writes_run_to_their_end(
     own_redis, make_config, start_daemon, new_state
 ):
     """A client that gives up (its timeout) closes its connection: its reads stop, its writes do not."""
-    daemon = start_daemon(make_config(redis_url=own_redis.url, metrics_port=0))
-    port = daemon.server.metrics.bound_port
+    daemon = start_daemon(make_config(redis_url=own_redis.url))
+
+    def in_flight() -> int:
+        return daemon.call(lambda: daemon.server.stats.in_flight)  # type: ignore[no-any-return]
+
     saved = new_state(completed_count=1, results=[7])
     finished = new_state(lock_key="player:2002", total=1, completed_count=1, results=[3])
     with daemon.client() as client:
@@ -202,12 +196,12 @@ def test_the_reads_of_a_client_that_left_are_stopped_and_its_writes_run_to_their
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:
             gone.connect(str(daemon.config.socket_path))
             gone.sendall(b"".join(frames))
-            wait_until(lambda: _in_flight(port) == len(frames))  # all waiting on the stopped Redis
+            wait_until(lambda: in_flight() == len(frames))  # all waiting on the stopped Redis
         # Hung up: with Redis still stopped, the writes are left, waiting to be applied.
-        wait_until(lambda: _in_flight(port) == len(writes))
+        wait_until(lambda: in_flight() == len(writes))
     finally:
         own_redis.resume()
-    wait_until(lambda: _in_flight(port) == 0)
+    wait_until(lambda: in_flight() == 0)
     assert daemon.call(lambda: daemon.server.state.budget.held) == 0
     with daemon.client() as client:
         found = client.load(saved.lock_key, saved.operation_id)
