@@ -10,7 +10,7 @@ version it expects is already stale and the operation looks taken over.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,12 +194,12 @@ def test_an_asyncio_record_cancelled_mid_save_is_resent_with_its_token(proxied):
     """The task saving a draw is cancelled after the save left; Redis applies it; the draw again."""
     daemon, proxy = proxied
 
-    def in_flight() -> int:
-        return daemon.call(lambda: daemon.server.stats.in_flight)  # type: ignore[no-any-return]
+    async def saving_in_daemon() -> bool:
+        return daemon.call(lambda: daemon.server.stats.in_flight) == 1  # type: ignore[no-any-return]
 
-    async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+    async def until(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
-        while not await predicate() if asyncio.iscoroutinefunction(predicate) else not predicate():
+        while not await predicate():
             assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
             await asyncio.sleep(0.01)  # polling
 
@@ -209,7 +209,7 @@ def test_an_asyncio_record_cancelled_mid_save_is_resent_with_its_token(proxied):
             await draw.record(7)
             proxy.stall()
             saving = asyncio.ensure_future(draw.record(14))
-            await until(lambda: in_flight() == 1)  # the save is in the daemon, held at Redis
+            await until(saving_in_daemon)  # the save is in the daemon, held at Redis
             saving.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await saving
